@@ -1,0 +1,5 @@
+import sys
+
+from edtalk.cli import main
+
+sys.exit(main())

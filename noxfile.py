@@ -1,0 +1,107 @@
+"""nox sessions. Every session runs the same `edtalk …` subcommands a user types.
+
+All sessions share one environment, `.venv/` at the repository root, built once and rebuilt only
+when pyproject.toml or the torch pin changes: torch's CUDA wheels are 5.5 GB, and building them into
+every session's own virtualenv would cost minutes each time.
+
+    nox -s tests               # the test suite (what CI runs)
+    nox -s reproduce           # synth -> evaluators -> sweep -> report on the built-in synthetic world
+    nox -s reproduce -- --preset standard
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import nox
+
+ROOT = Path(__file__).resolve().parent
+VENV = Path(os.environ.get("EDTALK_VENV", ROOT / ".venv"))
+BIN = VENV / ("Scripts" if os.name == "nt" else "bin")
+# The pair that installs here without a download and runs on CPU and CUDA alike. GPU users who
+# already have a torch matching their driver set EDTALK_TORCH="" to keep it.
+TORCH = os.environ.get("EDTALK_TORCH", "torch==2.14.1 torchvision==0.29.1")
+OUT = Path(os.environ.get("EDTALK_OUT", ROOT / "out"))
+
+nox.options.sessions = ["tests"]
+nox.options.default_venv_backend = "none"
+
+
+def _stamp() -> str:
+    h = hashlib.sha256((ROOT / "pyproject.toml").read_bytes())
+    h.update(TORCH.encode())
+    return h.hexdigest()[:16]
+
+
+def _env(session: nox.Session, extras: str = "test") -> None:
+    """Create or refresh the shared environment, then put it first on PATH for this session."""
+    stamp_file = VENV / f".edtalk-stamp-{extras}"
+    if not (stamp_file.exists() and stamp_file.read_text() == _stamp()):
+        if not (BIN / "python").exists():
+            session.run(sys.executable, "-m", "venv", str(VENV), external=True)
+        pip = [str(BIN / "python"), "-m", "pip", "install", "--disable-pip-version-check", "-q"]
+        if TORCH.strip():
+            session.log(f"installing {TORCH} (first time only; about 2 minutes)")
+            session.run(*pip, *TORCH.split(), external=True)
+        session.run(*pip, "-e", f".[{extras}]", external=True)
+        stamp_file.write_text(_stamp())
+    session.env["PATH"] = f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"
+    session.env["VIRTUAL_ENV"] = str(VENV)
+    session.env.setdefault("MPLBACKEND", "Agg")
+
+
+def _system_packages(session: nox.Session, *packages: str) -> None:
+    """Debian packages some tests use (pdftoppm, headless Chromium). Installed when missing and root."""
+    probes = {"poppler-utils": "pdftoppm", "chromium": "chromium"}
+    missing = [p for p in packages if shutil.which(probes.get(p, p)) is None]
+    if not missing:
+        return
+    if shutil.which("apt-get") is None or os.geteuid() != 0:
+        session.warn(f"cannot install {missing}: the tests that need them will be skipped")
+        return
+    session.log(f"apt-get install {' '.join(missing)}")
+    subprocess.run(["apt-get", "update", "-qq"], check=False, stdout=subprocess.DEVNULL)
+    subprocess.run(["apt-get", "install", "-y", "-qq", "--no-install-recommends", *missing], check=False,
+                   stdout=subprocess.DEVNULL, env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
+
+
+def _edtalk(session: nox.Session, *args: str) -> None:
+    session.run("edtalk", *args, external=True)
+
+
+@nox.session
+def tests(session: nox.Session) -> None:
+    """Fast test suite (excludes tests marked slow). Extra args go to pytest."""
+    _env(session)
+    _system_packages(session, "poppler-utils", "chromium")
+    session.run("python", "-m", "pytest", *(session.posargs or ["-q"]), external=True)
+
+
+@nox.session
+def slow(session: nox.Session) -> None:
+    """End-to-end checks marked slow (training to quality, full protocols)."""
+    _env(session)
+    _system_packages(session, "poppler-utils", "chromium")
+    session.run("python", "-m", "pytest", "-m", "slow", "-q", *session.posargs, external=True)
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    _env(session)
+    session.run("python", "-m", "pip", "install", "-q", "ruff", external=True)
+    session.run("ruff", "check", ".", external=True)
+
+
+@nox.session
+def synth(session: nox.Session) -> None:
+    """Generate the synthetic world: `nox -s synth -- --preset standard`."""
+    _env(session)
+    args = session.posargs or ["--preset", "smoke"]
+    preset = args[args.index("--preset") + 1] if "--preset" in args else "smoke"
+    if "--out" not in args:
+        args = [*args, "--out", str(OUT / f"data-{preset}")]
+    _edtalk(session, "data", "synth", *args)
