@@ -105,3 +105,53 @@ def synth(session: nox.Session) -> None:
     if "--out" not in args:
         args = [*args, "--out", str(OUT / f"data-{preset}")]
     _edtalk(session, "data", "synth", *args)
+
+
+@nox.session
+def train(session: nox.Session) -> None:
+    """Train a variant (stages 0-2): `nox -s train -- --preset standard --variant no-eem`.
+
+    Defaults: --preset smoke --variant full --out out/train-<preset>-<variant> (resumes if present).
+    Multi-GPU: run `torchrun --nproc_per_node N -m edtalk train ...` directly.
+    """
+    _env(session)
+    args = list(session.posargs)
+
+    def opt(name: str, default: str) -> str:
+        return args[args.index(name) + 1] if name in args else default
+
+    preset, variant = opt("--preset", "smoke"), opt("--variant", "full")
+    if "--preset" not in args:
+        args += ["--preset", preset]
+    if "--out" not in args:
+        out = OUT / f"train-{preset}-{variant}"
+        args += ["--out", str(out)]
+        if (out / "checkpoints" / "last.pt").exists() and "--resume" not in args:
+            args.append("--resume")
+    _edtalk(session, "train", *args)
+
+
+@nox.session
+def audio(session: nox.Session) -> None:
+    """Train EDTalk-A's audio predictors (stage audio): `nox -s audio -- --preset standard --data DIR`.
+
+    Defaults: --preset smoke --out out/train-<preset>-full (the run of `nox -s train`: its trained
+    heads give the targets; without one, the synthetic ground truth does) --data out/data-<preset>.
+    """
+    _env(session)
+    args = list(session.posargs)
+
+    def opt(name: str, default: str) -> str:
+        return args[args.index(name) + 1] if name in args else default
+
+    preset = opt("--preset", "smoke")
+    if "--preset" not in args:
+        args += ["--preset", preset]
+    if "--data" not in args:
+        args += ["--data", str(OUT / f"data-{preset}")]
+    if "--out" not in args:
+        out = OUT / f"train-{preset}-full"
+        args += ["--out", str(out)]
+        if (out / "audio" / "config.json").exists() and "--resume" not in args:
+            args.append("--resume")
+    _edtalk(session, "train", "--stage", "audio", *args)

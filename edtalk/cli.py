@@ -12,6 +12,8 @@ from metrics.errors import UserError
 
 # Order is the order shown in --help.
 COMMANDS: list[str] = [
+    "train",
+    "variants",
 ]
 
 

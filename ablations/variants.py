@@ -1,0 +1,77 @@
+"""The ablation variants: name → configuration overrides, each honoured by the training engine,
+plus the paper's reported numbers for the variants the paper has (paper.md §5.4).
+
+A variant is a row of overrides applied to a training preset with
+`edtalk.train.config.apply_overrides`: `model` fields go to `edtalk.config.ModelConfig`
+(orthogonal, mouth_bank/pose_bank/expression_bank ∈ bases|direct|off, eem), the rest to TrainConfig
+(cross_reconstruction, feature_loss, joint_training).
+
+"Removing a bank" means what the paper's "w/o Bank" means (the release's `Generator_nobank`): the
+navigation head maps straight to a 512-d motion latent instead of to weights of learnable bases
+("direct"). Switching a component off entirely ("off") is also a model option, but a variant without
+mouth motion at all would be a trivial ablation, so none of the named rows uses it.
+"""
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass, field
+from typing import Any
+
+from metrics.errors import InputError
+
+
+@dataclass(frozen=True)
+class Variant:
+    name: str
+    description: str
+    overrides: dict[str, Any] = field(default_factory=dict)
+    # The paper's numbers (MEAD, audio-driven, paper.md §5.4); None = not reported / not readable.
+    paper: dict[str, float | None] = field(default_factory=dict)
+
+
+_METRICS = ("psnr", "ssim", "m_lmd", "f_lmd", "fid", "sync_conf", "acc_emo")
+
+
+def _paper(**known: float) -> dict[str, float | None]:
+    return {m: known.get(m) for m in _METRICS}
+
+
+VARIANTS: dict[str, Variant] = {v.name: v for v in [
+    Variant("full", "EDTalk as released: QR-orthonormal banks, EEM, staged training with cross-reconstruction and L_fea",
+            {}, _paper(psnr=21.628, ssim=0.722, m_lmd=1.537, f_lmd=1.290, fid=17.698, sync_conf=8.115, acc_emo=67.32)),
+    Variant("no-orthogonality", "bases used raw (no QR): mouth, pose and expression directions may overlap",
+            {"model": {"orthogonal": False}}, _paper(acc_emo=38.71)),
+    Variant("no-mouth-bank", "mouth head maps directly to a 512-d motion latent (no mouth bases)",
+            {"model": {"mouth_bank": "direct"}}, _paper()),
+    Variant("no-pose-bank", "pose head maps directly to a 512-d motion latent (no pose bases)",
+            {"model": {"pose_bank": "direct"}}, _paper()),
+    Variant("no-expression-bank", "expression head maps directly to a 512-d latent (no expression bases)",
+            {"model": {"expression_bank": "direct"}}, _paper()),
+    Variant("no-banks", "the paper's 'w/o Bank': every head maps directly to a 512-d motion latent",
+            {"model": {"mouth_bank": "direct", "pose_bank": "direct", "expression_bank": "direct"}},
+            _paper(psnr=20.302)),
+    Variant("no-eem", "no Emotion Enhancement Module: expression reaches the image only through the latent",
+            {"model": {"eem": False}}, _paper(acc_emo=49.37)),
+    Variant("no-cross-reconstruction", "stage 1 without the mouth-swap cross-reconstruction losses (self-reconstruction only)",
+            {"cross_reconstruction": False}, _paper()),
+    Variant("no-feature-loss", "stage 1 without the feature-level cosine constraint L_fea",
+            {"feature_loss": False}, _paper()),
+    Variant("joint-training", "no efficient staged strategy: one stage trains every module with all losses at once",
+            {"joint_training": True}, _paper()),
+]}
+
+
+def get_variant(name: str) -> Variant:
+    """The named variant; an unknown name suggests the closest one."""
+    if isinstance(name, Variant):
+        return name
+    try:
+        return VARIANTS[name]
+    except KeyError:
+        close = difflib.get_close_matches(str(name), list(VARIANTS), n=1, cutoff=0.4)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise InputError(f"unknown variant {name!r}{hint}; run `edtalk variants` to list them") from None
+
+
+def list_variants() -> list[Variant]:
+    return list(VARIANTS.values())

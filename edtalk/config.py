@@ -1,0 +1,76 @@
+"""Model configuration: sizes and the ablation switches, one dataclass feeding model, CLI and nox.
+
+`paper` has the official shapes (256 px, 512-d latent, LIA channel widths), so the released
+checkpoints load into it. `standard` and `smoke` are narrower, smaller presets that train on a CPU.
+"""
+from __future__ import annotations
+
+import dataclasses
+import difflib
+from dataclasses import dataclass
+
+from metrics.errors import InputError
+
+BANK_MODES = ("bases", "direct", "off")
+FACTORS = ("mouth", "pose", "expression")
+# LIA/StyleGAN2 channel widths per resolution at channel multiplier 1.
+BASE_CHANNELS = {4: 512, 8: 512, 16: 512, 32: 512, 64: 256, 128: 128, 256: 64, 512: 32, 1024: 16}
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    size: int = 256
+    latent_dim: int = 512
+    channel_scale: float = 1.0      # multiplies every width in BASE_CHANNELS (paper: 1)
+    min_channels: int = 8
+    n_mouth: int = 20
+    n_pose: int = 6
+    n_exp: int = 10
+    expression: bool = True         # False: the lip/pose-only generator (EDTalk_lip_pose.pt)
+    orthogonal: bool = True         # QR of the stored bases (all banks jointly), as the release does
+    mouth_bank: str = "bases"       # "bases" | "direct" (512-d direction, paper's w/o bank) | "off"
+    pose_bank: str = "bases"
+    expression_bank: str = "bases"
+    eem: bool = True                # expression enhancement module (AdaIN on source features)
+    eem_hidden: int = 128
+
+    def __post_init__(self):
+        if self.size not in BASE_CHANNELS or self.size < 16:
+            raise InputError(f"model size must be a power of two in 16..1024, not {self.size}")
+        for f in FACTORS:
+            mode = getattr(self, f"{f}_bank")
+            if mode not in BANK_MODES:
+                raise InputError(f"{f}_bank must be one of {BANK_MODES}, not {mode!r}")
+        if not self.expression and self.expression_bank != "off" and self.eem:
+            # a lip/pose-only generator has neither; normalise silently would hide a config error
+            pass
+
+    def channels(self, res: int) -> int:
+        return max(self.min_channels, int(round(BASE_CHANNELS[res] * self.channel_scale)))
+
+    def bank_mode(self, factor: str) -> str:
+        if factor == "expression" and not self.expression:
+            return "off"
+        return getattr(self, f"{factor}_bank")
+
+    @property
+    def uses_eem(self) -> bool:
+        return self.expression and self.eem
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+MODEL_PRESETS: dict[str, ModelConfig] = {
+    "paper": ModelConfig(),
+    "standard": ModelConfig(size=128, latent_dim=256, channel_scale=0.25, eem_hidden=64),
+    "smoke": ModelConfig(size=64, latent_dim=128, channel_scale=0.125, eem_hidden=32),
+}
+
+
+def model_preset(name: str, **overrides) -> ModelConfig:
+    if name not in MODEL_PRESETS:
+        close = difflib.get_close_matches(name, MODEL_PRESETS, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise InputError(f"unknown model preset {name!r}{hint}; choose from {sorted(MODEL_PRESETS)}")
+    return dataclasses.replace(MODEL_PRESETS[name], **overrides) if overrides else MODEL_PRESETS[name]

@@ -1,0 +1,226 @@
+"""StyleGAN2 building blocks in plain PyTorch (no custom CUDA ops), with the parameter names the
+official EDTalk / LIA checkpoints use, so their state dicts load unchanged.
+
+Equalised learning rate: weights are stored N(0, 1) and scaled at run time by 1/sqrt(fan_in).
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+SQRT2 = math.sqrt(2.0)
+
+
+def fused_leaky_relu(x: torch.Tensor, bias: torch.Tensor, negative_slope: float = 0.2,
+                     scale: float = SQRT2) -> torch.Tensor:
+    if x.dim() > 2 and bias.dim() == 1:
+        bias = bias.view(1, -1, *([1] * (x.dim() - 2)))
+    return F.leaky_relu(x + bias, negative_slope) * scale
+
+
+def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+    """F.linear that, at inference, gives every row the bits it would get alone.
+
+    BLAS rounds a (1 x n) product differently from the same row inside an (m x n) product, and the
+    warping decoder amplifies such last-bit differences (at the released architecture's scale they
+    reach 1e-2..1 in pixel values). Looping rows keeps batched inference identical to the
+    per-frame procedure of the release; the rows are cheap next to the convolutions.
+    """
+    if torch.is_grad_enabled() or x.dim() != 2 or x.shape[0] == 1:
+        return F.linear(x, weight, bias)
+    return torch.cat([F.linear(x[i:i + 1], weight, bias) for i in range(x.shape[0])])
+
+
+def make_kernel(k) -> torch.Tensor:
+    k = torch.tensor(k, dtype=torch.float32)
+    if k.dim() == 1:
+        k = k[None, :] * k[:, None]
+    return k / k.sum()
+
+
+def upfirdn2d(x: torch.Tensor, kernel: torch.Tensor, up: int = 1, down: int = 1,
+              pad: tuple[int, int] = (0, 0)) -> torch.Tensor:
+    """Upsample by zero insertion, pad, convolve with `kernel` (FIR), downsample; per channel."""
+    b, c, h, w = x.shape
+    if up > 1:
+        x = x.reshape(b, c, h, 1, w, 1)
+        x = F.pad(x, [0, up - 1, 0, 0, 0, up - 1])
+        x = x.reshape(b, c, h * up, w * up)
+    p0, p1 = pad
+    x = F.pad(x, [max(p0, 0), max(p1, 0), max(p0, 0), max(p1, 0)])
+    if p0 < 0 or p1 < 0:
+        x = x[:, :, max(-p0, 0): x.shape[2] - max(-p1, 0), max(-p0, 0): x.shape[3] - max(-p1, 0)]
+    # One single-channel convolution over (B*C) maps, as LIA's native op does: the grouped form
+    # rounds differently and the decoder amplifies that beyond the 1e-4 parity tolerance.
+    kh, kw = kernel.shape
+    hp, wp = x.shape[2], x.shape[3]
+    x = F.conv2d(x.reshape(b * c, 1, hp, wp), torch.flip(kernel, [0, 1]).to(x.dtype).view(1, 1, kh, kw))
+    x = x.reshape(b, c, x.shape[2], x.shape[3])
+    if down > 1:
+        x = x[:, :, ::down, ::down]
+    return x
+
+
+class Blur(nn.Module):
+    def __init__(self, kernel, pad, upsample_factor: int = 1):
+        super().__init__()
+        k = make_kernel(kernel)
+        if upsample_factor > 1:
+            k = k * upsample_factor ** 2
+        self.register_buffer("kernel", k)
+        self.pad = pad
+
+    def forward(self, x):
+        return upfirdn2d(x, self.kernel, pad=self.pad)
+
+
+class Upsample(nn.Module):
+    def __init__(self, kernel, factor: int = 2):
+        super().__init__()
+        self.factor = factor
+        k = make_kernel(kernel) * factor ** 2
+        self.register_buffer("kernel", k)
+        p = k.shape[0] - factor
+        self.pad = ((p + 1) // 2 + factor - 1, p // 2)
+
+    def forward(self, x):
+        return upfirdn2d(x, self.kernel, up=self.factor, pad=self.pad)
+
+
+class EqualConv2d(nn.Module):
+    def __init__(self, in_ch, out_ch, kernel_size, stride=1, padding=0, bias=True):
+        super().__init__()
+        self.weight = nn.Parameter(torch.randn(out_ch, in_ch, kernel_size, kernel_size))
+        self.scale = 1 / math.sqrt(in_ch * kernel_size ** 2)
+        self.stride, self.padding = stride, padding
+        self.bias = nn.Parameter(torch.zeros(out_ch)) if bias else None
+
+    def forward(self, x):
+        return F.conv2d(x, self.weight * self.scale, bias=self.bias, stride=self.stride, padding=self.padding)
+
+
+class EqualLinear(nn.Module):
+    def __init__(self, in_dim, out_dim, bias=True, bias_init=0.0, lr_mul=1.0, activation=None):
+        super().__init__()
+        self.weight = nn.Parameter(torch.randn(out_dim, in_dim).div_(lr_mul))
+        self.bias = nn.Parameter(torch.full((out_dim,), float(bias_init))) if bias else None
+        self.activation = activation
+        self.scale = (1 / math.sqrt(in_dim)) * lr_mul
+        self.lr_mul = lr_mul
+
+    def forward(self, x):
+        bias = self.bias * self.lr_mul if self.bias is not None else None
+        if self.activation:
+            return fused_leaky_relu(linear(x, self.weight * self.scale), bias)
+        return linear(x, self.weight * self.scale, bias)
+
+
+class FusedLeakyReLU(nn.Module):
+    """Bias + leaky ReLU(0.2) * sqrt(2); the bias is stored (1, C, 1, 1) as in LIA."""
+
+    def __init__(self, channels):
+        super().__init__()
+        self.bias = nn.Parameter(torch.zeros(1, channels, 1, 1))
+
+    def forward(self, x):
+        return F.leaky_relu(x + self.bias, 0.2) * SQRT2
+
+
+class ScaledLeakyReLU(nn.Module):
+    def forward(self, x):
+        return F.leaky_relu(x, 0.2) * SQRT2
+
+
+class ConvLayer(nn.Sequential):
+    def __init__(self, in_ch, out_ch, kernel_size, downsample=False, blur_kernel=(1, 3, 3, 1),
+                 bias=True, activate=True):
+        layers: list[nn.Module] = []
+        if downsample:
+            p = len(blur_kernel) - 2 + (kernel_size - 1)
+            layers.append(Blur(blur_kernel, pad=((p + 1) // 2, p // 2)))
+            stride, padding = 2, 0
+        else:
+            stride, padding = 1, kernel_size // 2
+        layers.append(EqualConv2d(in_ch, out_ch, kernel_size, stride=stride, padding=padding,
+                                  bias=bias and not activate))
+        if activate:
+            layers.append(FusedLeakyReLU(out_ch) if bias else ScaledLeakyReLU())
+        super().__init__(*layers)
+
+
+class ResBlock(nn.Module):
+    def __init__(self, in_ch, out_ch, blur_kernel=(1, 3, 3, 1)):
+        super().__init__()
+        self.conv1 = ConvLayer(in_ch, in_ch, 3)
+        self.conv2 = ConvLayer(in_ch, out_ch, 3, downsample=True, blur_kernel=blur_kernel)
+        self.skip = ConvLayer(in_ch, out_ch, 1, downsample=True, activate=False, bias=False,
+                              blur_kernel=blur_kernel)
+
+    def forward(self, x):
+        return (self.conv2(self.conv1(x)) + self.skip(x)) / SQRT2
+
+
+class ModulatedConv2d(nn.Module):
+    """Style-modulated convolution, one grouped conv for the whole batch."""
+
+    def __init__(self, in_ch, out_ch, kernel_size, style_dim, demodulate=True, upsample=False,
+                 blur_kernel=(1, 3, 3, 1)):
+        super().__init__()
+        self.in_ch, self.out_ch, self.k = in_ch, out_ch, kernel_size
+        self.upsample, self.demodulate = upsample, demodulate
+        if upsample:
+            factor = 2
+            p = (len(blur_kernel) - factor) - (kernel_size - 1)
+            self.blur = Blur(blur_kernel, pad=((p + 1) // 2 + factor - 1, p // 2 + 1), upsample_factor=factor)
+        self.scale = 1 / math.sqrt(in_ch * kernel_size ** 2)
+        self.padding = kernel_size // 2
+        self.weight = nn.Parameter(torch.randn(1, out_ch, in_ch, kernel_size, kernel_size))
+        self.modulation = EqualLinear(style_dim, in_ch, bias_init=1.0)
+
+    def forward(self, x, style):
+        if not torch.is_grad_enabled() and x.shape[0] > 1:
+            # Inference: one sample at a time, so batched output has the per-frame bits (see `linear`).
+            return torch.cat([self._forward(x[i:i + 1], style[i:i + 1]) for i in range(x.shape[0])])
+        return self._forward(x, style)
+
+    def _forward(self, x, style):
+        b, c, h, w = x.shape
+        s = self.modulation(style).view(b, 1, c, 1, 1)
+        weight = self.scale * self.weight * s
+        if self.demodulate:
+            demod = torch.rsqrt(weight.pow(2).sum([2, 3, 4]) + 1e-8)
+            weight = weight * demod.view(b, self.out_ch, 1, 1, 1)
+        x = x.reshape(1, b * c, h, w)
+        if self.upsample:
+            weight = weight.transpose(1, 2).reshape(b * c, self.out_ch, self.k, self.k)
+            out = F.conv_transpose2d(x, weight, padding=0, stride=2, groups=b)
+            out = out.view(b, self.out_ch, out.shape[-2], out.shape[-1])
+            return self.blur(out)
+        weight = weight.view(b * self.out_ch, c, self.k, self.k)
+        out = F.conv2d(x, weight, padding=self.padding, groups=b)
+        return out.view(b, self.out_ch, h, w)
+
+
+class NoiseInjection(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.weight = nn.Parameter(torch.zeros(1))
+
+    def forward(self, x):
+        noise = x.new_empty(x.shape[0], 1, x.shape[2], x.shape[3]).normal_()
+        return x + self.weight * noise
+
+
+class StyledConv(nn.Module):
+    def __init__(self, in_ch, out_ch, kernel_size, style_dim, upsample=False, blur_kernel=(1, 3, 3, 1)):
+        super().__init__()
+        self.conv = ModulatedConv2d(in_ch, out_ch, kernel_size, style_dim, upsample=upsample,
+                                    blur_kernel=blur_kernel)
+        self.noise = NoiseInjection()
+        self.activate = FusedLeakyReLU(out_ch)
+
+    def forward(self, x, style):
+        return self.activate(self.noise(self.conv(x, style)))

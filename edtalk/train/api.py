@@ -1,0 +1,90 @@
+"""`train_run`: the one call the CLI, nox and the ablation sweep use to train a variant."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from edtalk.train.config import STAGE_NAMES, TrainConfig, apply_overrides, train_preset
+from metrics.errors import InputError
+
+
+def resolve_config(preset: str, variant: str = "full", seed: int = 0, overrides: dict | None = None) -> TrainConfig:
+    """Preset + the variant's overrides (+ extra overrides) → the run's TrainConfig."""
+    # ablations is a higher layer; the variant table is read here, at the top of training, lazily.
+    from ablations.variants import get_variant
+
+    v = get_variant(variant)
+    cfg = apply_overrides(train_preset(preset), {**v.overrides, "seed": int(seed), "variant": v.name})
+    if overrides:
+        cfg = apply_overrides(cfg, overrides)
+    return cfg
+
+
+def parse_stages(stages) -> set[str] | None:
+    """"all" → None; 0/1/2, "0", names, or a list of those → stage names."""
+    if stages is None or stages == "all":
+        return None
+    items = stages if isinstance(stages, (list, tuple, set)) else [stages]
+    out = set()
+    for s in items:
+        s = str(s)
+        if s.isdigit() and int(s) < len(STAGE_NAMES):
+            out.add(STAGE_NAMES[int(s)])
+        elif s in STAGE_NAMES:
+            out.add(s)
+        else:
+            raise InputError(f"--stage must be 0, 1, 2 or all (or {', '.join(STAGE_NAMES)}), not {s!r}")
+    return out
+
+
+def load_pools(cfg: TrainConfig, data_dir):
+    """(train pool, held-out test pool or None) from a world directory or generated in memory."""
+    from edtalk.train.data import FramePool
+
+    if data_dir is not None:
+        if not Path(data_dir).is_dir():
+            raise InputError(f"--data {data_dir}: no such directory; generate one with `edtalk data synth --out DIR`")
+        train = FramePool.from_world(data_dir, "train")
+        try:
+            test = FramePool.from_world(data_dir, "test")
+        except InputError:
+            test = None
+        return train, test
+    from edtalk.config import model_preset
+
+    try:
+        full = FramePool.generate(cfg.data_identities, cfg.data_clips_per_identity, cfg.data_frames,
+                                  model_preset(cfg.preset).size, seed=cfg.seed)
+    except ImportError as exc:
+        raise InputError(f"no --data given and the in-memory synthetic world is unavailable ({exc}); "
+                         "generate one with `edtalk data synth --out DIR` and pass --data DIR") from exc
+    return full.split("train"), full.split("test")
+
+
+def train_run(preset: str, variant: str, out_dir, data_dir=None, seed: int = 0, stages="all", *,
+              resume: bool = False, device=None, progress: bool = True, overrides: dict | None = None,
+              evaluate: bool = True, build=None, pools=None) -> Path:
+    """Train `variant` with `preset` into `out_dir` (created); returns the run directory.
+
+    Re-calling with `resume=True` continues from `checkpoints/last.pt`; finished stages are skipped.
+    With no `data_dir` a small synthetic world is generated in memory (size from the model preset).
+    `build(cfg, size) -> (generator, discriminator, model_config)` and `pools=(train, test)` replace the
+    model factory and the data (tests and sweeps use them to run tiny stand-ins).
+    """
+    from edtalk.train.engine import Trainer
+
+    cfg = resolve_config(preset, variant, seed, overrides)
+    only = parse_stages(stages)
+    if cfg.joint_training and only is not None:
+        raise InputError("the joint-training variant has a single stage; use --stage all")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    pool, test_pool = pools if pools is not None else load_pools(cfg, data_dir)
+    trainer = Trainer(cfg, out, pool, device=device, progress=progress, build=build)
+    trainer.prepare_run_dir(resume=resume or (only is not None and (out / "checkpoints" / "last.pt").exists()))
+    trainer.fit(only)
+    if evaluate and trainer.dist.main and not (set(trainer.plan_names()) - set(trainer.state["completed"])):
+        from edtalk.train.evaluate import evaluate_run
+
+        if test_pool is not None:
+            evaluate_run(trainer.model, pool, test_pool, out, device=trainer.device)
+    return out

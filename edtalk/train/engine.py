@@ -1,0 +1,503 @@
+"""One training loop for every stage: run directory, checkpoints, exact resume, DDP, logging.
+
+Run directory layout (everything needed to understand and resume the run):
+    config.json           resolved TrainConfig + model config + variant + seed + perceptual net used
+    provenance.json       library versions, git hash, platform (metrics.utils.provenance)
+    checkpoints/last.pt   latest state (model, D, optimisers, RNG states, sampler position, step)
+    checkpoints/<stage>.pt  the state at the end of each stage
+    model.pt              final generator weights + model config (what inference loads)
+    logs/<stage>.csv      one row per logged step (plain CSV), tb/ TensorBoard events
+    samples/<stage>_<step>.png  frame grids (columns: inputs, target, outputs)
+    summary.json          per-stage wall time, it/s, last losses, rank checksums
+All files are written atomically. A resumed run reproduces the uninterrupted one bit for bit on CPU
+(same seed, same world size, num_workers=0): the batches are a pure function of (seed, epoch, index)
+and all RNG states are restored. On CUDA, cuDNN/atomics make results equal only up to float
+nondeterminism.
+"""
+from __future__ import annotations
+
+import csv
+import dataclasses
+import hashlib
+import io
+import json
+import math
+import os
+import random
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from edtalk.train import stages as S
+from edtalk.train.config import ALL_GROUPS, StageConfig, TrainConfig
+from edtalk.train.data import FramePool, PairDataset, ResumableDistributedSampler, epoch_length
+from edtalk.train.losses import PerceptualLoss, d_logistic
+from metrics.errors import CheckpointMismatchError, InputError, UserError
+from metrics.utils import atomic_torch_save, atomic_write_bytes, atomic_write_json, atomic_write_text, provenance, resolve_device
+
+CKPT_FORMAT = "edtalk-bench/train-checkpoint@1"
+
+
+class TrainingDiverged(UserError):
+    """A loss became NaN/inf; the run stopped and kept its last good checkpoint."""
+
+
+# ---------------------------------------------------------------- distributed
+@dataclasses.dataclass
+class Dist:
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+
+    @property
+    def enabled(self) -> bool:
+        return self.world_size > 1
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def init_distributed(device=None) -> tuple[Dist, torch.device]:
+    """torchrun sets RANK/WORLD_SIZE/LOCAL_RANK; gloo on CPU, nccl on CUDA."""
+    ws = int(os.environ.get("WORLD_SIZE", "1"))
+    if ws <= 1:
+        return Dist(), resolve_device(device)
+    import torch.distributed as dist
+
+    rank, local = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
+    base = resolve_device(device)
+    if base.type == "cuda":
+        dev = torch.device("cuda", local)
+        torch.cuda.set_device(dev)
+        backend = "nccl"
+    else:
+        dev, backend = base, "gloo"
+    if not dist.is_initialized():
+        dist.init_process_group(backend=backend)
+    return Dist(rank, ws, local), dev
+
+
+# ---------------------------------------------------------------- models
+def build_models(train_cfg: TrainConfig, size: int):
+    """The generator (EDTalk) and the StyleGAN2 discriminator for this config and frame size."""
+    from edtalk.config import model_preset
+    from edtalk.model import EDTalk
+
+    base = model_preset(train_cfg.preset)
+    fields = {f.name for f in dataclasses.fields(base)}
+    unknown = set(train_cfg.model) - fields
+    if unknown:
+        raise InputError(f"unknown model config fields {sorted(unknown)}; known: {sorted(fields)}")
+    mcfg = dataclasses.replace(base, **{**train_cfg.model, "size": size})
+    model = EDTalk(mcfg)
+    disc = build_discriminator(mcfg)
+    return model, disc, mcfg
+
+
+def build_discriminator(mcfg):
+    """The StyleGAN2 discriminator from `edtalk.model.discriminator`; until that module exists, the
+    same architecture assembled here from the model's own ops (see StyleGAN2Discriminator)."""
+    try:
+        from edtalk.model import discriminator as dmod
+    except ImportError:
+        return StyleGAN2Discriminator(mcfg)
+    cls = dmod.Discriminator
+    if hasattr(cls, "from_config"):
+        return cls.from_config(mcfg)
+    try:
+        return cls(mcfg)
+    except TypeError:
+        return cls(mcfg.size, channel_multiplier=getattr(mcfg, "channel_scale", 1))
+
+
+class StyleGAN2Discriminator(nn.Module):
+    """rosinality's StyleGAN2 discriminator (the one EDTalk/LIA train with): ConvLayer 1x1, ResBlocks
+    down to 4x4, minibatch stddev (group 4, 1 feature), 3x3 conv, EqualLinear(fused lrelu) → 1 logit.
+    Widths follow the model config's channel table so it scales with the presets."""
+
+    def __init__(self, mcfg, stddev_group: int = 4):
+        super().__init__()
+        from edtalk.model.ops import ConvLayer, EqualLinear, ResBlock
+
+        size = mcfg.size
+        convs = [ConvLayer(3, mcfg.channels(size), 1)]
+        res, in_ch = size, mcfg.channels(size)
+        while res > 4:
+            out_ch = mcfg.channels(res // 2)
+            convs.append(ResBlock(in_ch, out_ch))
+            in_ch, res = out_ch, res // 2
+        self.convs = nn.Sequential(*convs)
+        self.stddev_group = stddev_group
+        self.final_conv = ConvLayer(in_ch + 1, mcfg.channels(4), 3)
+        self.final_linear = nn.Sequential(EqualLinear(mcfg.channels(4) * 16, mcfg.channels(4), activation="fused_lrelu"),
+                                          EqualLinear(mcfg.channels(4), 1))
+
+    def forward(self, x):
+        out = self.convs(x)
+        b, c, h, w = out.shape
+        group = min(b, self.stddev_group)
+        while b % group:  # the group must divide the batch
+            group -= 1
+        sd = out.view(group, -1, 1, c, h, w)
+        sd = torch.sqrt(sd.var(0, unbiased=False) + 1e-8).mean([2, 3, 4], keepdim=True).squeeze(2)
+        sd = sd.repeat(group, 1, h, w)
+        out = self.final_conv(torch.cat([out, sd], 1))
+        return self.final_linear(out.flatten(1))
+
+
+def stage_plan(cfg: TrainConfig) -> list[StageConfig]:
+    """The stages to run: the configured ones, or one `joint` stage for the joint-training ablation."""
+    if not cfg.joint_training:
+        return list(cfg.stages)
+    return [StageConfig("joint", sum(s.iterations for s in cfg.stages), max(s.batch_size for s in cfg.stages),
+                        lr=cfg.stages[0].lr if cfg.stages else 0.002, trainable=ALL_GROUPS)]
+
+
+def param_checksum(module: nn.Module) -> str:
+    h = hashlib.sha256()
+    for k, v in sorted(module.state_dict().items()):
+        h.update(k.encode())
+        h.update(v.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+# ---------------------------------------------------------------- rng
+def rng_state() -> dict:
+    """All RNG states, as tensors/ints only so checkpoints load with torch.load(weights_only=True)."""
+    kind, key, pos, has_gauss, gauss = np.random.get_state()
+    st = {"python": random.getstate(), "numpy": [kind, torch.from_numpy(key.astype(np.int64)), pos, has_gauss, gauss],
+          "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        st["cuda"] = torch.cuda.get_rng_state_all()
+    return st
+
+
+def set_rng_state(st: dict) -> None:
+    random.setstate(tuple(st["python"][:1]) + (tuple(st["python"][1]),) + tuple(st["python"][2:]))
+    kind, key, pos, has_gauss, gauss = st["numpy"]
+    np.random.set_state((kind, key.numpy().astype(np.uint32), pos, has_gauss, gauss))
+    torch.set_rng_state(st["torch"])
+    if "cuda" in st and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(st["cuda"])
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+# ---------------------------------------------------------------- logging
+class CsvLog:
+    """Plain CSV loss log per stage; on resume rows past the checkpoint are dropped so the log
+    equals an uninterrupted run's."""
+
+    def __init__(self, path: Path, keep_until: int | None):
+        self.path = path
+        self.header: list[str] | None = None
+        if path.exists():
+            with open(path, newline="") as f:
+                rows = list(csv.reader(f))
+            if rows:
+                self.header = rows[0]
+                kept = [r for r in rows[1:] if keep_until is not None and int(r[0]) <= keep_until]
+                buf = io.StringIO()
+                csv.writer(buf).writerows([self.header, *kept])
+                atomic_write_text(path, buf.getvalue())
+
+    def write(self, step: int, values: dict[str, float]) -> None:
+        if self.header is None:
+            self.header = ["step", *values]
+            with open(self.path, "w", newline="") as f:
+                csv.writer(f).writerow(self.header)
+        with open(self.path, "a", newline="") as f:
+            csv.writer(f).writerow([step, *(f"{values.get(k, float('nan')):.6g}" for k in self.header[1:])])
+
+
+def save_grid(path: Path, images: list[torch.Tensor], max_rows: int = 4) -> None:
+    from PIL import Image
+
+    cols = [img[:max_rows].detach().float().cpu().clamp(-1, 1) for img in images]
+    rows = torch.cat(cols, dim=3)  # B,3,H,W*columns
+    grid = torch.cat(list(rows), dim=1)  # 3,H*B,W*columns
+    arr = ((grid + 1) * 127.5).round().byte().permute(1, 2, 0).numpy()
+    buf = io.BytesIO()
+    Image.fromarray(arr).save(buf, format="PNG")
+    atomic_write_bytes(path, buf.getvalue())
+
+
+# ---------------------------------------------------------------- the generator step as a module
+class _GeneratorStep(nn.Module):
+    """Wraps the generator so DistributedDataParallel sees one forward per step (its gradient hooks
+    need that); the discriminator is passed in, not owned, so DDP does not sync it here."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+        self.stage: S.Stage | None = None
+
+    def forward(self, batch, disc):
+        return self.stage.generator_terms(self.model, disc, batch)
+
+
+# ---------------------------------------------------------------- the trainer
+class Trainer:
+    def __init__(self, cfg: TrainConfig, run_dir, pool: FramePool, device=None, progress: bool = True,
+                 stop_after: int | None = None, build=None):
+        self.cfg, self.run_dir, self.pool = cfg, Path(run_dir), pool
+        self.dist, self.device = init_distributed(device)
+        self.progress = progress and self.dist.main
+        self.stop_after = stop_after  # testing hook: stop (as if killed) after this many global steps
+        seed_everything(cfg.seed)
+        # `build(cfg, size) -> (generator, discriminator, model_config)`; tests inject tiny models here.
+        self.model, self.disc, self.model_cfg = (build or build_models)(cfg, pool.size)
+        self.model.to(self.device)
+        self.disc.to(self.device)
+        self.perceptual = None
+        if cfg.losses.perceptual and cfg.losses.perceptual_net != "none":
+            self.perceptual = PerceptualLoss(cfg.losses.perceptual_net, cfg.losses.perceptual_scales,
+                                             cfg.losses.perceptual_layer_weight, seed=cfg.seed,
+                                             layers=cfg.losses.perceptual_layers).to(self.device)
+        self.plan = stage_plan(cfg)
+        self.state = {"stage_index": 0, "step": 0, "global_step": 0, "epoch": 0, "position": 0,
+                      "completed": [], "stage_time": {}, "last_losses": {}}
+        self._resume = None
+
+    # --- run directory
+    @property
+    def ckpt_dir(self) -> Path:
+        return self.run_dir / "checkpoints"
+
+    def resolved_config(self) -> dict:
+        return {"train": self.cfg.to_dict(), "model": dataclasses.asdict(self.model_cfg),
+                "variant": self.cfg.variant, "seed": self.cfg.seed, "stages": [dataclasses.asdict(s) for s in self.plan],
+                "perceptual_net": self.perceptual.name if self.perceptual is not None else "none",
+                "world_size": self.dist.world_size, "frame_size": self.pool.size,
+                "data": {"identities": self.pool.identities, "clips": len(self.pool.clips)}}
+
+    def prepare_run_dir(self, resume: bool) -> None:
+        cfg_path = self.run_dir / "config.json"
+        last = self.ckpt_dir / "last.pt"
+        if last.exists() and not resume:
+            raise UserError(f"{self.run_dir} already holds a training run; pass --resume to continue it "
+                            "or choose a new --out")
+        resolved = self.resolved_config()
+        if last.exists():
+            old = json.loads(cfg_path.read_text()) if cfg_path.exists() else None
+            if old is not None:
+                for key in ("train", "model", "stages", "world_size", "perceptual_net"):
+                    if json.dumps(old.get(key), sort_keys=True) != json.dumps(json.loads(json.dumps(resolved[key], default=str)), sort_keys=True):
+                        raise CheckpointMismatchError(
+                            f"{self.run_dir}: resuming with a different {key!r} than the run was started with; "
+                            "use the same preset/variant/seed/world size or a new --out")
+            self.load_checkpoint(last)
+        elif self.dist.main:
+            atomic_write_json(cfg_path, resolved)
+            atomic_write_json(self.run_dir / "provenance.json", provenance(run="train", variant=self.cfg.variant))
+        if self.dist.enabled:
+            torch.distributed.barrier()
+
+    # --- checkpoints
+    def checkpoint(self, opt_g=None, opt_d=None) -> dict:
+        return {"format": CKPT_FORMAT, "config": self.cfg.to_dict(), "model_config": dataclasses.asdict(self.model_cfg),
+                "state": dict(self.state), "model": self.model.state_dict(), "disc": self.disc.state_dict(),
+                "opt_g": opt_g.state_dict() if opt_g else None, "opt_d": opt_d.state_dict() if opt_d else None,
+                "rng": rng_state(), "world_size": self.dist.world_size}
+
+    def save(self, opt_g, opt_d, name: str = "last.pt") -> None:
+        if self.dist.main:
+            atomic_torch_save(self.checkpoint(opt_g, opt_d), self.ckpt_dir / name)
+
+    def load_checkpoint(self, path: Path) -> None:
+        try:
+            # weights_only: a checkpoint is data, never code (an untrusted file cannot run anything).
+            ck = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as exc:  # noqa: BLE001 — any unpickling failure means an unusable file
+            raise CheckpointMismatchError(f"cannot read checkpoint {path} ({type(exc).__name__}: {exc}); "
+                                          "delete it to restart from the previous one") from exc
+        if not isinstance(ck, dict) or ck.get("format") != CKPT_FORMAT:
+            raise CheckpointMismatchError(f"{path} is not an edtalk-bench training checkpoint")
+        try:
+            self.model.load_state_dict(ck["model"])
+            self.disc.load_state_dict(ck["disc"])
+        except RuntimeError as exc:
+            raise CheckpointMismatchError(f"{path} does not match this model configuration: {str(exc).splitlines()[0]}") from exc
+        self.state = dict(ck["state"])
+        # Optimiser states are None at a stage boundary (the next stage starts fresh optimisers).
+        self._resume = (ck["opt_g"], ck["opt_d"], ck["rng"])
+
+    # --- one stage
+    def _optimisers(self, params_g, lr):
+        # The released code's Adam: base lr scaled by the StyleGAN reg ratios (paper.md §2.1).
+        opt_g = torch.optim.Adam(params_g, lr=lr * 4 / 5, betas=(0.0, 0.99 ** (4 / 5)))
+        opt_d = torch.optim.Adam(self.disc.parameters(), lr=lr * 16 / 17, betas=(0.0, 0.99 ** (16 / 17)))
+        return opt_g, opt_d
+
+    def _loader(self, stage: S.Stage, scfg: StageConfig):
+        ds = PairDataset(self.pool, stage.kind, epoch_length(scfg.batch_size, self.dist.world_size), self.cfg.seed)
+        sampler = ResumableDistributedSampler(ds, self.dist.world_size, self.dist.rank, self.cfg.seed)
+        return ds, sampler
+
+    def _batches(self, ds, sampler, batch_size):
+        from torch.utils.data import DataLoader
+
+        while True:
+            ds.set_epoch(self.state["epoch"])
+            sampler.set_position(self.state["epoch"], self.state["position"] * batch_size)
+            # Its own generator: creating a DataLoader iterator must not draw from the global torch RNG,
+            # or a resumed run (which creates one more iterator) would diverge from an uninterrupted one.
+            loader = DataLoader(ds, batch_size=batch_size, sampler=sampler, num_workers=self.cfg.num_workers,
+                                drop_last=True, generator=torch.Generator().manual_seed(self.cfg.seed))
+            for batch in loader:
+                self.state["position"] += 1
+                yield {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
+            self.state["epoch"] += 1
+            self.state["position"] = 0
+
+    def run_stage(self, idx: int, scfg: StageConfig) -> None:
+        from tqdm import tqdm
+
+        stage = S.build_stage(scfg, self.cfg, self.perceptual)
+        params_g = S.set_trainable(self.model, stage.trainable)
+        if not params_g:
+            # e.g. stage 2 with the expression bank, head and EEM all switched off: nothing to learn.
+            self.state["completed"].append(scfg.name)
+            self.state["stage_time"][scfg.name] = {"seconds": 0.0, "iterations": 0, "skipped": "no trainable parameters"}
+            return
+        opt_g, opt_d = self._optimisers(params_g, scfg.lr)
+        if self._resume is not None:
+            if self._resume[0] is not None:
+                opt_g.load_state_dict(self._resume[0])
+                opt_d.load_state_dict(self._resume[1])
+            set_rng_state(self._resume[2])
+            self._resume = None
+        gstep = _GeneratorStep(self.model)
+        gstep.stage = stage
+        if self.dist.enabled:
+            from torch.nn.parallel import DistributedDataParallel as DDP
+
+            dev_ids = [self.device.index] if self.device.type == "cuda" else None
+            gnet = DDP(gstep, device_ids=dev_ids, find_unused_parameters=True)
+            dnet = DDP(self.disc, device_ids=dev_ids)
+        else:
+            gnet, dnet = gstep, self.disc
+        ds, sampler = self._loader(stage, scfg)
+        batches = self._batches(ds, sampler, scfg.batch_size)
+        logs = (self.run_dir / "logs")
+        log = tb = None
+        if self.dist.main:
+            logs.mkdir(parents=True, exist_ok=True)
+            log = CsvLog(logs / f"{scfg.name}.csv", keep_until=self.state["step"])
+            from torch.utils.tensorboard import SummaryWriter
+
+            tb = SummaryWriter(str(self.run_dir / "tb"), purge_step=self.state["global_step"])
+        timing = self.state["stage_time"].setdefault(scfg.name, {"seconds": 0.0, "iterations": 0})
+        bar = tqdm(total=scfg.iterations, initial=self.state["step"], desc=f"stage {idx} {scfg.name}",
+                   disable=not self.progress, dynamic_ncols=True)
+        self.model.train()
+        self.disc.train()
+        use_d = stage.use_gan and self.cfg.losses.gan > 0
+        try:
+            while self.state["step"] < scfg.iterations:
+                if self.stop_after is not None and self.state["global_step"] >= self.stop_after:
+                    raise KeyboardInterrupt  # simulated kill (tests)
+                t0 = time.perf_counter()
+                batch = next(batches)
+                # --- generator
+                self.disc.requires_grad_(False)
+                terms, real, fake, grid = gnet(batch, self.disc if use_d else None)
+                total = sum(terms.values())
+                self._check_finite(scfg, terms, total)
+                opt_g.zero_grad(set_to_none=True)
+                total.backward()
+                opt_g.step()
+                values = {k: float(v.detach()) for k, v in terms.items()}
+                values["total"] = float(total.detach())
+                # --- discriminator (non-saturating logistic, on real vs the stage's fakes)
+                if use_d:
+                    self.disc.requires_grad_(True)
+                    n = real.shape[0]
+                    logits = dnet(torch.cat([real, fake.detach()]))
+                    d_loss = d_logistic(logits[:n], logits[n:])
+                    self._check_finite(scfg, {"d_loss": d_loss}, d_loss)
+                    opt_d.zero_grad(set_to_none=True)
+                    d_loss.backward()
+                    opt_d.step()
+                    values["d_loss"] = float(d_loss.detach())
+                self.state["step"] += 1
+                self.state["global_step"] += 1
+                self.state["last_losses"] = values
+                timing["seconds"] += time.perf_counter() - t0
+                timing["iterations"] += 1
+                step = self.state["step"]
+                bar.update(1)
+                if self.progress:
+                    bar.set_postfix({k: f"{v:.3g}" for k, v in values.items() if k in ("total", "rec_l1", "d_loss", "cross_l1")})
+                if self.dist.main and (step % self.cfg.log_every == 0 or step == scfg.iterations):
+                    log.write(step, values)
+                    for k, v in values.items():
+                        tb.add_scalar(f"{scfg.name}/{k}", v, self.state["global_step"])
+                if self.dist.main and (step % self.cfg.sample_every == 0 or step == scfg.iterations):
+                    save_grid(self.run_dir / "samples" / f"{scfg.name}_{step:06d}.png", grid)
+                if step % self.cfg.checkpoint_every == 0 and step < scfg.iterations:
+                    self.save(opt_g, opt_d)
+            self.state["completed"].append(scfg.name)
+            self.state["stage_index"] = idx + 1
+            self.state["step"] = self.state["epoch"] = self.state["position"] = 0
+            self.save(None, None, f"{scfg.name}.pt")
+            self.save(None, None)
+        finally:
+            bar.close()
+            if tb is not None:
+                tb.close()
+
+    def _check_finite(self, scfg, terms, total):
+        bad = not bool(torch.isfinite(total.detach()))
+        if self.dist.enabled:  # every rank must stop together
+            flag = torch.tensor([float(bad)], device=self.device)
+            torch.distributed.all_reduce(flag)
+            bad = bool(flag.item() > 0)
+        if bad:
+            shown = ", ".join(f"{k}={float(v.detach()):.4g}" for k, v in terms.items())
+            last = self.ckpt_dir / "last.pt"
+            keep = f"last good checkpoint: {last}" if last.exists() else "no checkpoint was written yet"
+            raise TrainingDiverged(f"stage {scfg.name} step {self.state['step'] + 1}: non-finite loss ({shown}); "
+                                   f"stopped; {keep}. Lower the learning rate or check the data, then --resume")
+
+    def plan_names(self) -> list[str]:
+        return [s.name for s in self.plan]
+
+    # --- all stages
+    def fit(self, only: set[str] | None = None) -> Path:
+        """Train the planned stages in order (only those in `only`, if given), skipping finished ones."""
+        for idx, scfg in enumerate(self.plan):
+            if scfg.name in self.state["completed"]:
+                continue
+            if only is not None and scfg.name not in only:
+                later = [s.name for s in self.plan[idx + 1:] if s.name in only]
+                if later:
+                    raise UserError(f"stage {later[0]!r} needs stage {scfg.name!r} ({idx}) trained first in "
+                                    f"{self.run_dir}; add it to --stage or use --stage all")
+                continue
+            self.run_stage(idx, scfg)
+        summary = {"stages": self.state["stage_time"], "last_losses": self.state["last_losses"],
+                   "global_step": self.state["global_step"], "checksum": param_checksum(self.model)}
+        for name, t in summary["stages"].items():
+            if t.get("iterations"):
+                t["iterations_per_second"] = t["iterations"] / max(t["seconds"], 1e-9)
+        if self.dist.enabled:
+            sums = [None] * self.dist.world_size
+            torch.distributed.all_gather_object(sums, summary["checksum"])
+            summary["rank_checksums"] = sums
+        if self.dist.main:
+            atomic_torch_save({"format": "edtalk-bench/model@1", "model_config": dataclasses.asdict(self.model_cfg),
+                               "model": self.model.state_dict(), "variant": self.cfg.variant},
+                              self.run_dir / "model.pt")
+            atomic_write_json(self.run_dir / "summary.json", summary)
+        if self.dist.enabled:
+            torch.distributed.barrier()
+        return self.run_dir
