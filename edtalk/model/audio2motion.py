@@ -42,8 +42,9 @@ __all__ = [
     "render_coefficients",
 ]
 
-#: The release's lip-weight smoothing: Gaussian, kernel 3, σ=1 (paper.md §1.5a).
-RELEASE_SMOOTHING = (0.274, 0.452, 0.274)
+#: The release's lip-weight smoothing: Gaussian, kernel 3, σ=1 (paper.md §1.5a); the same numbers
+#: `edtalk.animate` uses, written out here so this module does not import the inference package.
+RELEASE_SMOOTHING = (0.274068619061197, 0.451862761877606, 0.274068619061197)
 POSE_SAMPLING = ("flow", "source", "video")
 
 
@@ -349,10 +350,11 @@ def drive_from_audio(
     mouth: `mouth_coeffs` if given (e.g. the official Audio2Lip's output), else the audio-to-motion
     mouth predictor; pose: by `pose_sampling` (flow | source | video, see `resolve_pose_sampling`);
     expression: `expression_coeffs` if given (a driving video's or a predefined vector), else the
-    utterance-level predictor, else None (the source's own expression). Returns tensors on the
-    model's device: mouth (T,n_m), pose (T,n_p), expression (T,n_e) or None. `mel_windows`
-    (T,80,16) may be passed when already computed from `wav`; `expression_extractor`/`expression_key`
-    select the speech features the expression predictor was trained on (default: its built-in kind).
+    utterance-level predictor, else None (rendering then keeps the source's own expression).
+    Returns tensors on the model's device: mouth (T,n_m), pose (T,n_p), expression (T,n_e) or None.
+    `mel_windows` (T,80,16) may be passed when already computed from `wav`. `expression_extractor`
+    and `expression_key` select the speech features the expression predictor was trained on
+    (default: its built-in kind).
     """
     sampling = resolve_pose_sampling(pose_sampling, pose_frames is not None, a2m is not None)
     dev = source.device
@@ -412,18 +414,22 @@ def render_coefficients(
     batch: int = 16,
     progress: bool = True,
 ) -> torch.Tensor:
-    """Decode `source` under per-frame coefficients → frames (T,3,H,W) in [-1,1], batched."""
+    """Decode `source` under per-frame coefficients → frames (T,3,H,W) in [-1,1], batched.
+
+    A factor given as None (or absent) takes the source's own coefficients, as `edtalk.animate` does.
+    """
     from tqdm import tqdm
 
     latent, feats = model.encode(source)
+    own = model.coefficients(latent)
     t = len(coeffs["mouth"])
     out = []
     for i in tqdm(
         range(0, t, batch), desc="animate (audio)", unit="batch", disable=not progress, leave=False
     ):
         n = min(batch, t - i)
-        # a factor given as None keeps the source's own (no motion direction for it)
         chunk = {k: v[i : i + n] for k, v in coeffs.items() if v is not None}
+        chunk.update({k: v.expand(n, -1) for k, v in own.items() if chunk.get(k) is None})
         d, e = model.compose(chunk)
         out.append(model.decode(latent.expand(n, -1), d, [f.expand(n, *f.shape[1:]) for f in feats], e))
     return torch.cat(out)

@@ -1,0 +1,156 @@
+"""Inference: drive a source image with per-factor drivers, fast and in bounded memory.
+
+What the release's demo does per output frame: encode the source again, encode the drivers, run QR
+on the banks, decode, one frame at a time. Here the source is encoded once, the bases are computed
+once per call, each distinct driver clip is encoded once (mouth, pose and expression often share a
+clip), frames go through in batches, and long inputs stream in chunks. Batched output equals the
+per-frame procedure bit for bit (see `edtalk.model.ops.linear`).
+
+A driver left out keeps the source's own value of that factor: its coefficients are those the
+heads extract from the source image itself (the source acts as that factor's driver on every frame).
+"""
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+import torch
+
+from edtalk.model import EDTalk
+from metrics.errors import InputError
+
+GAUSSIAN_3 = (0.274068619061197, 0.451862761877606, 0.274068619061197)  # kernel 3, sigma 1, normalised
+
+
+def smooth_coefficients(coeffs: torch.Tensor) -> torch.Tensor:
+    """Temporal Gaussian smoothing (kernel 3, sigma 1) of (T, K) coefficients, edges replicated."""
+    if coeffs.shape[0] < 2:
+        return coeffs
+    padded = torch.cat([coeffs[:1], coeffs, coeffs[-1:]], 0)
+    w = torch.tensor(GAUSSIAN_3, dtype=coeffs.dtype, device=coeffs.device)
+    return w[0] * padded[:-2] + w[1] * padded[1:-1] + w[2] * padded[2:]
+
+
+def _check_frames(name: str, x: torch.Tensor, size: int) -> None:
+    if x.dim() != 4 or x.shape[1] != 3:
+        raise InputError(f"{name} must be (T, 3, H, W) frames in [-1, 1], got shape {tuple(x.shape)}")
+    if x.shape[-1] != size or x.shape[-2] != size:
+        raise InputError(f"{name} frames are {x.shape[-2]}x{x.shape[-1]} but the model takes {size}x{size}; "
+                         "crop/resize them first")
+    if not torch.isfinite(x).all():
+        raise InputError(f"{name} contains NaN or inf values")
+
+
+@torch.no_grad()
+def animate(model: EDTalk, source: torch.Tensor, mouth=None, pose=None, expression=None, mouth_coeffs=None,
+            expression_coeffs=None, batch_size: int = 8) -> torch.Tensor:
+    """Returns (T, 3, H, W) in [-1, 1]-ish generator output (not clamped)."""
+    return torch.cat(list(animate_chunks(model, source, mouth=mouth, pose=pose, expression=expression,
+                                         mouth_coeffs=mouth_coeffs, expression_coeffs=expression_coeffs,
+                                         batch_size=batch_size)))
+
+
+@torch.no_grad()
+def animate_chunks(model: EDTalk, source: torch.Tensor, mouth=None, pose=None, expression=None,
+                   mouth_coeffs=None, expression_coeffs=None, batch_size: int = 8) -> Iterator[torch.Tensor]:
+    """Like `animate`, yielding output batches so a caller can write them out as they come."""
+    cfg = model.cfg
+    dev = next(model.parameters()).device
+    if source.dim() == 3:
+        source = source[None]
+    _check_frames("source", source, cfg.size)
+    if source.shape[0] != 1:
+        raise InputError(f"source must be one image (1, 3, H, W), got {source.shape[0]}")
+    drivers = {"mouth": mouth, "pose": pose, "expression": expression}
+    given = {"mouth": mouth_coeffs, "expression": expression_coeffs}
+    if not cfg.expression and (expression is not None or expression_coeffs is not None):
+        raise InputError("this generator is lip/pose-only (EDTalk_lip_pose): it takes no expression driver")
+    for f in ("mouth", "expression"):
+        if drivers[f] is not None and given[f] is not None:
+            raise InputError(f"give either {f} frames or {f}_coeffs, not both")
+    for f, x in drivers.items():
+        if x is not None:
+            _check_frames(f, x, cfg.size)
+    lengths = {f: x.shape[0] for f, x in {**drivers, **given}.items() if x is not None and x.shape[0] > 1}
+    if not lengths:
+        lengths = {f: x.shape[0] for f, x in {**drivers, **given}.items() if x is not None}
+    if not lengths:
+        raise InputError("nothing drives the source: give at least one of mouth, pose, expression or coefficients")
+    n = max(lengths.values())
+    bad = {f: t for f, t in lengths.items() if t not in (1, n)}
+    if bad:
+        raise InputError(f"driver lengths disagree: {lengths}; trim them to the same number of frames")
+
+    model.eval()
+    lat_src, feats = model.encode(source.to(dev))
+    own = model.coefficients(lat_src)  # the source's own coefficients for factors left out
+    bases = model.bases()
+    factors = ["mouth", "pose"] + (["expression"] if cfg.expression else [])
+    for start in range(0, n, batch_size):
+        stop = min(n, start + batch_size)
+        b = stop - start
+        coeffs: dict[str, torch.Tensor] = {}
+        encoded: dict[int, dict[str, torch.Tensor]] = {}
+        for f in factors:
+            if f in given and given[f] is not None:
+                c = given[f].to(dev, torch.float32)
+                coeffs[f] = (c if c.shape[0] == 1 else c[start:stop]).expand(b, -1)
+            elif drivers[f] is not None:
+                x = drivers[f]
+                x = x if x.shape[0] == 1 else x[start:stop]
+                key = id(drivers[f])  # one encoding per distinct driver clip
+                if key not in encoded:
+                    encoded[key] = model.coefficients(model.encode(x.to(dev))[0])
+                coeffs[f] = encoded[key][f].expand(b, -1)
+            else:
+                coeffs[f] = own[f].expand(b, -1)
+        d, e = model.compose(coeffs, bases)
+        yield model.decode(lat_src.expand(b, -1), d, [f.expand(b, -1, -1, -1) for f in feats], e)
+
+
+@torch.no_grad()
+def animate_per_frame(model: EDTalk, source, mouth=None, pose=None, expression=None, mouth_coeffs=None,
+                      expression_coeffs=None) -> torch.Tensor:
+    """The release's procedure (test_EDTalk_V / test_EDTalk_A), one frame at a time.
+
+    Kept as the reference the fast path is tested and benchmarked against: per frame it encodes the
+    source and each driver again and recomputes the QR of the banks.
+    """
+    cfg = model.cfg
+    ref = next(x for x in (mouth, pose, expression, mouth_coeffs, expression_coeffs) if x is not None)
+    outs = []
+    for t in range(ref.shape[0]):
+        lat_src, feats = model.encode(source)
+        own = model.coefficients(lat_src)
+        coeffs = {}
+        for f, x, c in (("mouth", mouth, mouth_coeffs), ("pose", pose, None),
+                        ("expression", expression, expression_coeffs)):
+            if f == "expression" and not cfg.expression:
+                continue
+            if c is not None:
+                coeffs[f] = c[t:t + 1]
+            elif x is not None:
+                coeffs[f] = model.coefficients(model.encode(x[t:t + 1])[0])[f]
+            else:
+                coeffs[f] = own[f]
+        d, e = model.compose(coeffs)
+        outs.append(model.decode(lat_src, d, feats, e))
+    return torch.cat(outs)
+
+
+def to_uint8_frames(x: torch.Tensor) -> np.ndarray:
+    """[-1, 1] (T,3,H,W) -> uint8 (T,H,W,3) by the fixed map round((x+1)*127.5), clipped.
+
+    The release's demo stretches each video's min/max instead, which shifts colours per video and
+    biases PSNR/FID; a fixed map keeps outputs comparable.
+    """
+    y = ((x.detach().float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+    return y.permute(0, 2, 3, 1).cpu().numpy()
+
+
+def from_uint8_frames(frames: np.ndarray) -> torch.Tensor:
+    """uint8 (T,H,W,3) RGB -> float (T,3,H,W) in [-1, 1]."""
+    if frames.dtype != np.uint8 or frames.ndim != 4 or frames.shape[-1] != 3:
+        raise InputError(f"expected uint8 frames (T, H, W, 3), got {frames.dtype} {frames.shape}")
+    return torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2).float() / 127.5 - 1.0
+
