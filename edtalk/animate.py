@@ -43,16 +43,18 @@ def _check_frames(name: str, x: torch.Tensor, size: int) -> None:
 
 @torch.no_grad()
 def animate(model: EDTalk, source: torch.Tensor, mouth=None, pose=None, expression=None, mouth_coeffs=None,
-            expression_coeffs=None, batch_size: int = 8) -> torch.Tensor:
-    """Returns (T, 3, H, W) in [-1, 1]-ish generator output (not clamped)."""
+            expression_coeffs=None, pose_coeffs=None, batch_size: int = 8) -> torch.Tensor:
+    """Returns (T, 3, H, W) generator output (not clamped). Drivers are (T,3,H,W) frames in [-1, 1]
+    or, per factor, (T, K) coefficients; a (1, ...) driver is held for every frame."""
     return torch.cat(list(animate_chunks(model, source, mouth=mouth, pose=pose, expression=expression,
                                          mouth_coeffs=mouth_coeffs, expression_coeffs=expression_coeffs,
-                                         batch_size=batch_size)))
+                                         pose_coeffs=pose_coeffs, batch_size=batch_size)))
 
 
 @torch.no_grad()
 def animate_chunks(model: EDTalk, source: torch.Tensor, mouth=None, pose=None, expression=None,
-                   mouth_coeffs=None, expression_coeffs=None, batch_size: int = 8) -> Iterator[torch.Tensor]:
+                   mouth_coeffs=None, expression_coeffs=None, pose_coeffs=None,
+                   batch_size: int = 8) -> Iterator[torch.Tensor]:
     """Like `animate`, yielding output batches so a caller can write them out as they come."""
     cfg = model.cfg
     dev = next(model.parameters()).device
@@ -62,10 +64,10 @@ def animate_chunks(model: EDTalk, source: torch.Tensor, mouth=None, pose=None, e
     if source.shape[0] != 1:
         raise InputError(f"source must be one image (1, 3, H, W), got {source.shape[0]}")
     drivers = {"mouth": mouth, "pose": pose, "expression": expression}
-    given = {"mouth": mouth_coeffs, "expression": expression_coeffs}
+    given = {"mouth": mouth_coeffs, "pose": pose_coeffs, "expression": expression_coeffs}
     if not cfg.expression and (expression is not None or expression_coeffs is not None):
         raise InputError("this generator is lip/pose-only (EDTalk_lip_pose): it takes no expression driver")
-    for f in ("mouth", "expression"):
+    for f in ("mouth", "pose", "expression"):
         if drivers[f] is not None and given[f] is not None:
             raise InputError(f"give either {f} frames or {f}_coeffs, not both")
     for f, x in drivers.items():
@@ -92,7 +94,7 @@ def animate_chunks(model: EDTalk, source: torch.Tensor, mouth=None, pose=None, e
         coeffs: dict[str, torch.Tensor] = {}
         encoded: dict[int, dict[str, torch.Tensor]] = {}
         for f in factors:
-            if f in given and given[f] is not None:
+            if given[f] is not None:
                 c = given[f].to(dev, torch.float32)
                 coeffs[f] = (c if c.shape[0] == 1 else c[start:stop]).expand(b, -1)
             elif drivers[f] is not None:
@@ -144,13 +146,13 @@ def to_uint8_frames(x: torch.Tensor) -> np.ndarray:
     The release's demo stretches each video's min/max instead, which shifts colours per video and
     biases PSNR/FID; a fixed map keeps outputs comparable.
     """
-    y = ((x.detach().float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
-    return y.permute(0, 2, 3, 1).cpu().numpy()
+    from benchmarks.media import tensor_to_frames
+
+    return tensor_to_frames(x)
 
 
 def from_uint8_frames(frames: np.ndarray) -> torch.Tensor:
     """uint8 (T,H,W,3) RGB -> float (T,3,H,W) in [-1, 1]."""
-    if frames.dtype != np.uint8 or frames.ndim != 4 or frames.shape[-1] != 3:
-        raise InputError(f"expected uint8 frames (T, H, W, 3), got {frames.dtype} {frames.shape}")
-    return torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2).float() / 127.5 - 1.0
+    from benchmarks.media import frames_to_tensor
 
+    return frames_to_tensor(frames)

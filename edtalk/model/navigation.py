@@ -91,6 +91,9 @@ class Navigation(nn.Module):
         factors contribute nothing.
         """
         bases = self.bases() if bases is None else bases
+        coeffs = {f: c for f, c in coeffs.items() if c is not None}  # None: that factor not driven
+        if not coeffs:
+            raise ValueError("motion() needs at least one factor's coefficients")
         ref = next(iter(coeffs.values()))
         per: dict[str, torch.Tensor] = {}
         total = None

@@ -755,6 +755,8 @@ def train_audio_stage(
     unknown = set(cfg.parts) - set(AUDIO_PARTS)
     if unknown:
         raise InputError(f"unknown audio-stage parts {sorted(unknown)}; choose from {', '.join(AUDIO_PARTS)}")
+    if records is None and world is None and data_dir is None:  # fail before writing anything
+        raise InputError("stage audio needs --data DIR (a synthetic world or prepared data set)")
     # under torchrun every rank trains on its own batches; rank 0 writes files and evaluates
     dist_info, device = init_distributed(device)
     main = dist_info.main
@@ -786,8 +788,6 @@ def train_audio_stage(
     torch.manual_seed(seed)
     if records is None:
         if world is None:
-            if data_dir is None:
-                raise InputError("stage audio needs --data DIR (a synthetic world or prepared data set)")
             from benchmarks.datasets.synthetic import SyntheticWorld
 
             world = SyntheticWorld(data_dir)
@@ -907,9 +907,10 @@ def add_audio_arguments(parser) -> None:
 
 def run_from_args(args) -> int:
     """`edtalk train --stage audio --out RUN --data DIR --preset P --seed S [audio options]`."""
-    run_dir = Path(getattr(args, "out", None) or getattr(args, "run_dir", None) or "")
-    if not str(run_dir):
+    out = getattr(args, "out", None) or getattr(args, "run_dir", None)
+    if not out:
         raise InputError("stage audio needs --out RUN (the run directory of stages 0-2, or a new one)")
+    run_dir = Path(out)
     preset = getattr(args, "preset", "smoke") or "smoke"
     cfg = audio_stage_preset(preset)
     parts = tuple(
