@@ -43,18 +43,18 @@ def _check_frames(name: str, x: torch.Tensor, size: int) -> None:
 
 @torch.no_grad()
 def animate(model: EDTalk, source: torch.Tensor, mouth=None, pose=None, expression=None, mouth_coeffs=None,
-            expression_coeffs=None, pose_coeffs=None, batch_size: int = 8) -> torch.Tensor:
+            expression_coeffs=None, pose_coeffs=None, batch_size: int = 8, exact: bool = True) -> torch.Tensor:
     """Returns (T, 3, H, W) generator output (not clamped). Drivers are (T,3,H,W) frames in [-1, 1]
     or, per factor, (T, K) coefficients; a (1, ...) driver is held for every frame."""
     return torch.cat(list(animate_chunks(model, source, mouth=mouth, pose=pose, expression=expression,
                                          mouth_coeffs=mouth_coeffs, expression_coeffs=expression_coeffs,
-                                         pose_coeffs=pose_coeffs, batch_size=batch_size)))
+                                         pose_coeffs=pose_coeffs, batch_size=batch_size, exact=exact)))
 
 
 @torch.no_grad()
 def animate_chunks(model: EDTalk, source: torch.Tensor, mouth=None, pose=None, expression=None,
                    mouth_coeffs=None, expression_coeffs=None, pose_coeffs=None,
-                   batch_size: int = 8) -> Iterator[torch.Tensor]:
+                   batch_size: int = 8, exact: bool = True) -> Iterator[torch.Tensor]:
     """Like `animate`, yielding output batches so a caller can write them out as they come."""
     cfg = model.cfg
     dev = next(model.parameters()).device
@@ -73,13 +73,13 @@ def animate_chunks(model: EDTalk, source: torch.Tensor, mouth=None, pose=None, e
     for f, x in drivers.items():
         if x is not None:
             _check_frames(f, x, cfg.size)
-    lengths = {f: x.shape[0] for f, x in {**drivers, **given}.items() if x is not None and x.shape[0] > 1}
-    if not lengths:
-        lengths = {f: x.shape[0] for f, x in {**drivers, **given}.items() if x is not None}
-    if not lengths:
+    supplied = {f"{f} frames": x for f, x in drivers.items() if x is not None}
+    supplied.update({f"{f}_coeffs": c for f, c in given.items() if c is not None})
+    if not supplied:
         raise InputError("nothing drives the source: give at least one of mouth, pose, expression or coefficients")
+    lengths = {k: v.shape[0] for k, v in supplied.items()}
     n = max(lengths.values())
-    bad = {f: t for f, t in lengths.items() if t not in (1, n)}
+    bad = {k: t for k, t in lengths.items() if t not in (1, n)}
     if bad:
         raise InputError(f"driver lengths disagree: {lengths}; trim them to the same number of frames")
 
@@ -102,12 +102,24 @@ def animate_chunks(model: EDTalk, source: torch.Tensor, mouth=None, pose=None, e
                 x = x if x.shape[0] == 1 else x[start:stop]
                 key = id(drivers[f])  # one encoding per distinct driver clip
                 if key not in encoded:
-                    encoded[key] = model.coefficients(model.encode(x.to(dev))[0])
+                    encoded[key] = _per_frame(lambda y: model.coefficients(model.encode(y)[0]), x.to(dev), exact)
                 coeffs[f] = encoded[key][f].expand(b, -1)
             else:
                 coeffs[f] = own[f].expand(b, -1)
         d, e = model.compose(coeffs, bases)
-        yield model.decode(lat_src.expand(b, -1), d, [f.expand(b, -1, -1, -1) for f in feats], e)
+        if exact:
+            yield torch.cat([model.decode(lat_src, d[i:i + 1], feats, None if e is None else e[i:i + 1])
+                             for i in range(b)])
+        else:
+            yield model.decode(lat_src.expand(b, -1), d, [f.expand(b, -1, -1, -1) for f in feats], e)
+
+
+def _per_frame(fn, x: torch.Tensor, exact: bool) -> dict[str, torch.Tensor]:
+    """fn over a batch, or frame by frame (concatenating its dict outputs) when `exact`."""
+    if not exact or x.shape[0] == 1:
+        return fn(x)
+    parts = [fn(x[i:i + 1]) for i in range(x.shape[0])]
+    return {k: torch.cat([p[k] for p in parts]) for k in parts[0]}
 
 
 @torch.no_grad()

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from edtalk.config import ModelConfig
-from edtalk.model.ops import ConvLayer, ModulatedConv2d, StyledConv, Upsample, linear
+from edtalk.model.ops import ConvLayer, ModulatedConv2d, StyledConv, Upsample
 
 
 class ConstantInput(nn.Module):
@@ -80,10 +80,9 @@ class AdaIN(nn.Module):
         self.mlp_beta = nn.Linear(hidden, channels)
 
     def forward(self, x, cond):
-        lin = self.mlp_shared[0]
-        h = torch.relu(linear(cond.flatten(1), lin.weight, lin.bias))
-        gamma = linear(h, self.mlp_gamma.weight, self.mlp_gamma.bias)[:, :, None, None]
-        beta = linear(h, self.mlp_beta.weight, self.mlp_beta.bias)[:, :, None, None]
+        h = self.mlp_shared(cond.flatten(1))
+        gamma = self.mlp_gamma(h)[:, :, None, None]
+        beta = self.mlp_beta(h)[:, :, None, None]
         return F.instance_norm(x, eps=1e-5) * (1 + gamma) + beta
 
 

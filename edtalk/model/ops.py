@@ -21,19 +21,6 @@ def fused_leaky_relu(x: torch.Tensor, bias: torch.Tensor, negative_slope: float 
     return F.leaky_relu(x + bias, negative_slope) * scale
 
 
-def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
-    """F.linear that, at inference, gives every row the bits it would get alone.
-
-    BLAS rounds a (1 x n) product differently from the same row inside an (m x n) product, and the
-    warping decoder amplifies such last-bit differences (at the released architecture's scale they
-    reach 1e-2..1 in pixel values). Looping rows keeps batched inference identical to the
-    per-frame procedure of the release; the rows are cheap next to the convolutions.
-    """
-    if torch.is_grad_enabled() or x.dim() != 2 or x.shape[0] == 1:
-        return F.linear(x, weight, bias)
-    return torch.cat([F.linear(x[i:i + 1], weight, bias) for i in range(x.shape[0])])
-
-
 def make_kernel(k) -> torch.Tensor:
     k = torch.tensor(k, dtype=torch.float32)
     if k.dim() == 1:
@@ -114,8 +101,8 @@ class EqualLinear(nn.Module):
     def forward(self, x):
         bias = self.bias * self.lr_mul if self.bias is not None else None
         if self.activation:
-            return fused_leaky_relu(linear(x, self.weight * self.scale), bias)
-        return linear(x, self.weight * self.scale, bias)
+            return fused_leaky_relu(F.linear(x, self.weight * self.scale), bias)
+        return F.linear(x, self.weight * self.scale, bias)
 
 
 class FusedLeakyReLU(nn.Module):
@@ -181,12 +168,6 @@ class ModulatedConv2d(nn.Module):
         self.modulation = EqualLinear(style_dim, in_ch, bias_init=1.0)
 
     def forward(self, x, style):
-        if not torch.is_grad_enabled() and x.shape[0] > 1:
-            # Inference: one sample at a time, so batched output has the per-frame bits (see `linear`).
-            return torch.cat([self._forward(x[i:i + 1], style[i:i + 1]) for i in range(x.shape[0])])
-        return self._forward(x, style)
-
-    def _forward(self, x, style):
         b, c, h, w = x.shape
         s = self.modulation(style).view(b, 1, c, 1, 1)
         weight = self.scale * self.weight * s
