@@ -1,0 +1,205 @@
+"""MEAD and HDTF as EDTalk uses them: the official clip lists, the released folder layouts, and the
+preprocessing the paper applies (25 fps, 16 kHz mono, square face crops at 256 px).
+
+The official lists (`train.json`, `test.json` in EDTalk's data_preprocess/lists) mix two kinds of
+name: MEAD clips `<id>#<emotion>#level_<k>#<nnn>` (front camera) and HDTF 5-second segments
+`<video>#<k>` (k = 1, 2, … counts segments from the start of the video).
+
+    MEAD layout:  ROOT/<id>/video/front/<emotion>/level_<k>/<nnn>.mp4
+                  ROOT/<id>/audio/<emotion>/level_<k>/<nnn>.m4a
+    HDTF layout:  ROOT/<video>.mp4          (the downloaded full-length videos)
+"""
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from benchmarks import media
+from metrics.errors import InputError
+
+MEAD_EMOTIONS = ("angry", "contempt", "disgusted", "fear", "happy", "neutral", "sad", "surprised")
+MEAD_NAME = re.compile(r"^(?P<id>[MW]\d{3})#(?P<emotion>[a-z]+)#level_(?P<level>[1-3])#(?P<index>\d{3})$")
+HDTF_NAME = re.compile(r"^(?P<video>[A-Za-z0-9_\-]+)#(?P<segment>\d+)$")
+HDTF_SEGMENT_SECONDS = 5.0
+TARGET_FPS = 25.0
+TARGET_RATE = 16000
+
+
+@dataclass(frozen=True)
+class MeadClip:
+    name: str
+    identity: str
+    emotion: str
+    level: int
+    index: str
+    video: Path
+    audio: Path
+
+
+@dataclass(frozen=True)
+class HdtfSegment:
+    name: str
+    video_id: str
+    segment: int
+    video: Path
+    start: float
+    duration: float = HDTF_SEGMENT_SECONDS
+
+
+def load_official_lists(lists_dir) -> dict[str, list[str]]:
+    lists_dir = Path(lists_dir)
+    out = {}
+    for split in ("train", "test"):
+        f = lists_dir / f"{split}.json"
+        if not f.is_file():
+            raise InputError(f"official split list {f} not found; copy data_preprocess/lists/{split}.json "
+                             "from the EDTalk release")
+        names = json.loads(f.read_text())
+        if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+            raise InputError(f"{f} is not a JSON list of clip names")
+        dupes = {n for n in names if names.count(n) > 1} if len(names) < 5000 else _dupes(names)
+        if dupes:
+            raise InputError(f"{f} lists {len(dupes)} clip names twice (e.g. {sorted(dupes)[0]})")
+        out[split] = names
+    overlap = set(out["train"]) & set(out["test"])
+    if overlap:
+        raise InputError(f"train and test lists share {len(overlap)} clips (e.g. {sorted(overlap)[0]})")
+    return out
+
+
+def _dupes(names: list[str]) -> set[str]:
+    seen, dupes = set(), set()
+    for n in names:
+        (dupes if n in seen else seen).add(n)
+    return dupes
+
+
+def parse_mead_name(name: str) -> dict:
+    m = MEAD_NAME.match(name)
+    if not m or m["emotion"] not in MEAD_EMOTIONS:
+        raise InputError(f"{name!r} is not a MEAD clip name (<id>#<emotion>#level_<k>#<nnn>, emotion one of "
+                         f"{', '.join(MEAD_EMOTIONS)})")
+    return {"identity": m["id"], "emotion": m["emotion"], "level": int(m["level"]), "index": m["index"]}
+
+
+def parse_hdtf_name(name: str) -> dict:
+    m = HDTF_NAME.match(name)
+    if not m or int(m["segment"]) < 1:
+        raise InputError(f"{name!r} is not an HDTF segment name (<video>#<k>, k >= 1)")
+    return {"video_id": m["video"], "segment": int(m["segment"])}
+
+
+class MEAD:
+    """MEAD front-camera clips of the official split."""
+
+    def __init__(self, root, lists_dir):
+        self.root = Path(root)
+        if not self.root.is_dir():
+            raise InputError(f"MEAD root {self.root} is not a directory")
+        self.lists = load_official_lists(lists_dir)
+
+    def clips(self, split: str) -> list[MeadClip]:
+        if split not in self.lists:
+            raise InputError(f"unknown split {split!r}; use 'train' or 'test'")
+        out = []
+        for name in self.lists[split]:
+            if not MEAD_NAME.match(name):
+                continue  # an HDTF segment
+            p = parse_mead_name(name)
+            rel = Path(p["emotion"]) / f"level_{p['level']}"
+            out.append(MeadClip(name, p["identity"], p["emotion"], p["level"], p["index"],
+                                self.root / p["identity"] / "video" / "front" / rel / f"{p['index']}.mp4",
+                                self.root / p["identity"] / "audio" / rel / f"{p['index']}.m4a"))
+        return out
+
+    def available(self, split: str) -> tuple[list[MeadClip], list[str]]:
+        """(clips whose video and audio exist, names of the missing ones)."""
+        have, missing = [], []
+        for c in self.clips(split):
+            if c.video.is_file() and c.audio.is_file():
+                have.append(c)
+            else:
+                missing.append(c.name)
+        return have, missing
+
+
+class HDTF:
+    """HDTF 5-second segments of the official split, cut from the full-length videos."""
+
+    def __init__(self, root, lists_dir):
+        self.root = Path(root)
+        if not self.root.is_dir():
+            raise InputError(f"HDTF root {self.root} is not a directory")
+        self.lists = load_official_lists(lists_dir)
+
+    def segments(self, split: str) -> list[HdtfSegment]:
+        if split not in self.lists:
+            raise InputError(f"unknown split {split!r}; use 'train' or 'test'")
+        out = []
+        for name in self.lists[split]:
+            if MEAD_NAME.match(name):
+                continue
+            p = parse_hdtf_name(name)
+            out.append(HdtfSegment(name, p["video_id"], p["segment"], self.root / f"{p['video_id']}.mp4",
+                                   (p["segment"] - 1) * HDTF_SEGMENT_SECONDS))
+        return out
+
+    def videos(self, split: str) -> list[str]:
+        return sorted({s.video_id for s in self.segments(split)})
+
+
+def resample_indices(n_frames: int, src_fps: float, dst_fps: float = TARGET_FPS) -> np.ndarray:
+    """Source frame index for each output frame at `dst_fps` (nearest earlier timestamp, as ffmpeg -r)."""
+    if src_fps <= 0:
+        raise InputError(f"invalid source frame rate {src_fps}")
+    duration = n_frames / src_fps
+    n_out = int(np.floor(duration * dst_fps + 1e-6))
+    return np.minimum(np.floor(np.arange(n_out) * src_fps / dst_fps + 1e-6).astype(int), n_frames - 1)
+
+
+def center_square(frames: np.ndarray) -> np.ndarray:
+    h, w = frames.shape[1:3]
+    s = min(h, w)
+    top, left = (h - s) // 2, (w - s) // 2
+    return frames[:, top:top + s, left:left + s]
+
+
+def preprocess_clip(video, out_video, out_audio=None, audio=None, size: int = 256, fps: float = TARGET_FPS,
+                    start: float = 0.0, duration: float | None = None, crop: tuple[int, int, int, int] | None = None
+                    ) -> dict:
+    """Resample to `fps`, crop (a fixed box x0, y0, x1, y1, or the centred square), resize to size x size,
+    write H.264; audio (from `audio` or the video) to 16 kHz mono wav. Returns what was done."""
+    from PIL import Image
+
+    clip = media.read_video(video)
+    frames, src_fps = clip.frames, clip.fps
+    first = int(round(start * src_fps))
+    last = len(frames) if duration is None else min(len(frames), int(round((start + duration) * src_fps)))
+    if first >= len(frames):
+        raise InputError(f"{video}: start {start:.2f}s is past the end ({len(frames) / src_fps:.2f}s)")
+    frames = frames[first:last]
+    idx = resample_indices(len(frames), src_fps, fps)
+    frames = frames[idx]
+    if crop is not None:
+        x0, y0, x1, y1 = crop
+        frames = frames[:, y0:y1, x0:x1]
+    else:
+        frames = center_square(frames)
+    if frames.shape[1] != size or frames.shape[2] != size:
+        frames = np.stack([np.asarray(Image.fromarray(f).resize((size, size), Image.BICUBIC)) for f in frames])
+    media.write_video(out_video, frames, fps=fps)
+    record = {"source": str(video), "source_fps": src_fps, "fps": fps, "frames": int(len(frames)),
+              "resampled": abs(src_fps - fps) > 1e-3, "size": size, "crop": list(crop) if crop else "center-square"}
+    if out_audio is not None:
+        wav = media.read_audio(audio or video, TARGET_RATE)
+        a0 = int(round(start * TARGET_RATE))
+        wav = wav[a0: a0 + int(round(len(frames) / fps * TARGET_RATE))]
+        media.write_wav(out_audio, wav, TARGET_RATE)
+        record["audio_samples"] = int(len(wav))
+        record["audio_video_mismatch_s"] = round(len(wav) / TARGET_RATE - len(frames) / fps, 4)
+    return record
+
