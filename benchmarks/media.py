@@ -257,6 +257,8 @@ def frames_to_tensor(frames: np.ndarray):
     frames = np.asarray(frames)
     if frames.dtype != np.uint8 or frames.ndim != 4 or frames.shape[-1] != 3:
         raise InputError(f"expected uint8 frames (T, H, W, 3), got {frames.dtype} {frames.shape}")
+    if not frames.flags.writeable:
+        frames = frames.copy()  # torch warns on read-only buffers (e.g. memory-mapped or decoded views)
     return torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2).float().div(127.5).sub(1.0)
 
 
