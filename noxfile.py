@@ -155,3 +155,38 @@ def audio(session: nox.Session) -> None:
         if (out / "audio" / "config.json").exists() and "--resume" not in args:
             args.append("--resume")
     _edtalk(session, "train", "--stage", "audio", *args)
+
+
+@nox.session
+def bench(session: nox.Session) -> None:
+    """Performance benchmarks: inference (ours vs the release's per-frame procedure)."""
+    _env(session)
+    presets = session.posargs or ["smoke", "paper"]
+    for preset in presets:
+        frames = "32" if preset == "smoke" else "4"
+        session.run("python", "-m", "benchmarks.perf.inference", "--preset", preset, "--frames", frames,
+                    "--batch", "8", external=True)
+
+
+@nox.session
+def reproduce(session: nox.Session) -> None:
+    """The loop on the built-in synthetic world, as far as it is built today:
+    synth -> train the `full` variant (stages 0-2) -> held-out evaluation in the run directory.
+    (Evaluators, the ablation sweep and the HTML/PDF report join this session when they land.)
+
+    `nox -s reproduce -- --preset standard` for the larger world.
+    """
+    _env(session)
+    args = list(session.posargs)
+    preset = args[args.index("--preset") + 1] if "--preset" in args else "smoke"
+    data = OUT / f"data-{preset}"
+    run_dir = OUT / f"train-{preset}-full"
+    if not (data / "world.json").exists():
+        _edtalk(session, "data", "synth", "--preset", preset, "--seed", "0", "--out", str(data))
+    train_args = ["train", "--preset", preset, "--variant", "full", "--data", str(data), "--out", str(run_dir)]
+    if (run_dir / "checkpoints" / "last.pt").exists():
+        train_args.append("--resume")
+    if not (run_dir / "model.pt").exists():
+        _edtalk(session, *train_args)
+    session.log(f"run directory: {run_dir} (config, checkpoints, loss logs, samples, eval.json)")
+    print(run_dir / "eval.json")
