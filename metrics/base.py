@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 from typing import Any, ClassVar
 
+import numpy as np
 import torch
 
 __all__ = ["Metric"]
@@ -76,10 +77,17 @@ class Metric:
                 dist.all_gather_object(gathered, value)
                 setattr(self, name, [item for part in gathered for item in part])
                 continue
+            if value is None:
+                raise RuntimeError(f"state {name!r} is empty on rank {dist.get_rank()}: every rank needs data")
             t = value if isinstance(value, torch.Tensor) else torch.as_tensor(value, dtype=torch.float64)
             t = t.clone()
             dist.all_reduce(t, op=dist.ReduceOp.SUM if how == "sum" else dist.ReduceOp.MAX)
-            setattr(self, name, t if isinstance(value, torch.Tensor) else t.item())
+            if isinstance(value, torch.Tensor):
+                setattr(self, name, t)
+            elif isinstance(value, np.ndarray):
+                setattr(self, name, t.numpy())
+            else:
+                setattr(self, name, t.item())
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(higher_is_better={self.higher_is_better})"

@@ -50,3 +50,46 @@ class StructuralSimilarity(_FrameMetric):
     higher_is_better = True
     name = "ssim"
     _fn = staticmethod(ssim_per_frame)
+
+
+class FrechetDistance(Metric):
+    """FID over any feature extractor, from float64 running sums (no buffer of all features).
+
+    `update(features, real=True|False)` with (N, D) features; `compute()` the Fréchet distance.
+    The extractor decides what the number means: Inception pool3 gives Inception-FID; an in-project
+    extractor gives a domain FID that is *not* comparable with Inception-FID (reports say which).
+    """
+
+    higher_is_better = False
+    name = "fid"
+
+    def __init__(self, feature_name: str = "features"):
+        super().__init__()
+        self.protocol = {"features": feature_name, "statistics": "float64 running sums, ddof=1"}
+        for side in ("real", "fake"):
+            self.add_state(f"{side}_sum", None, reduce="sum")
+            self.add_state(f"{side}_outer", None, reduce="sum")
+            self.add_state(f"{side}_n", 0, reduce="sum")
+
+    def update(self, features, real: bool) -> None:
+        f = np.asarray(features.detach().cpu() if hasattr(features, "detach") else features, np.float64)
+        if f.ndim != 2:
+            raise InputError(f"features must be (N, D), got {f.shape}")
+        side = "real" if real else "fake"
+        s, o = getattr(self, f"{side}_sum"), getattr(self, f"{side}_outer")
+        setattr(self, f"{side}_sum", f.sum(0) if s is None else s + f.sum(0))
+        setattr(self, f"{side}_outer", f.T @ f if o is None else o + f.T @ f)
+        setattr(self, f"{side}_n", getattr(self, f"{side}_n") + len(f))
+
+    def _stats(self, side: str):
+        n = getattr(self, f"{side}_n")
+        if n < 2:
+            raise InputError(f"FID needs at least 2 {side} samples, has {n}")
+        s, o = getattr(self, f"{side}_sum"), getattr(self, f"{side}_outer")
+        mu = s / n
+        return mu, (o - n * np.outer(mu, mu)) / (n - 1)
+
+    def compute(self) -> float:
+        from metrics.functional.image import frechet_distance
+
+        return frechet_distance(*self._stats("real"), *self._stats("fake"))

@@ -60,3 +60,39 @@ def psnr(pred, target) -> float:
 
 def ssim(pred, target) -> float:
     return float(np.mean(ssim_per_frame(pred, target)))
+
+
+def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma2: np.ndarray,
+                     eps: float = 1e-6) -> float:
+    """pytorch-fid's calculate_frechet_distance: ||mu1-mu2||^2 + Tr(S1 + S2 - 2 sqrt(S1 S2)).
+
+    As pytorch-fid: if sqrtm is singular, retry with eps*I added to both covariances; a complex result
+    with a non-negligible imaginary diagonal is an error; otherwise take the real part.
+    """
+    from scipy import linalg
+
+    mu1, mu2 = np.atleast_1d(mu1).astype(np.float64), np.atleast_1d(mu2).astype(np.float64)
+    sigma1, sigma2 = np.atleast_2d(sigma1).astype(np.float64), np.atleast_2d(sigma2).astype(np.float64)
+    if mu1.shape != mu2.shape or sigma1.shape != sigma2.shape:
+        raise InputError(f"feature statistics differ in shape: {mu1.shape}/{sigma1.shape} vs {mu2.shape}/{sigma2.shape}")
+    diff = mu1 - mu2
+    covmean, _ = linalg.sqrtm(sigma1.dot(sigma2), disp=False)
+    if not np.isfinite(covmean).all():
+        offset = np.eye(sigma1.shape[0]) * eps
+        covmean = linalg.sqrtm((sigma1 + offset).dot(sigma2 + offset))
+    if np.iscomplexobj(covmean):
+        if not np.allclose(np.diagonal(covmean).imag, 0, atol=1e-3):
+            raise InputError(f"FID: imaginary component {np.max(np.abs(covmean.imag)):.3g} in sqrtm; too few samples "
+                             "for the feature dimension?")
+        covmean = covmean.real
+    return float(diff.dot(diff) + np.trace(sigma1) + np.trace(sigma2) - 2 * np.trace(covmean))
+
+
+def fid_from_features(a: np.ndarray, b: np.ndarray) -> float:
+    """Fréchet distance between two feature sets (N, D), statistics in float64 (np.cov, ddof 1)."""
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    if a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[1]:
+        raise InputError(f"features must be (N, D) with the same D, got {a.shape} and {b.shape}")
+    if len(a) < 2 or len(b) < 2:
+        raise InputError("FID needs at least 2 samples per set")
+    return frechet_distance(a.mean(0), np.cov(a, rowvar=False), b.mean(0), np.cov(b, rowvar=False))

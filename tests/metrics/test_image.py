@@ -50,3 +50,24 @@ def test_bad_inputs(pair):
         psnr_per_frame(a, b[:2])
     with pytest.raises(InputError, match="aggregation"):
         PeakSignalNoiseRatio("median")
+
+
+def test_fid_streaming_equals_direct_scipy():
+    from scipy import linalg
+
+    from metrics.functional.image import fid_from_features
+    from metrics.image import FrechetDistance
+
+    rng = np.random.default_rng(1)
+    a, b = rng.normal(size=(300, 8)), rng.normal(0.3, 1.2, size=(250, 8))
+    # straightforward reference
+    m1, m2, s1, s2 = a.mean(0), b.mean(0), np.cov(a, rowvar=False), np.cov(b, rowvar=False)
+    ref = ((m1 - m2) ** 2).sum() + np.trace(s1 + s2 - 2 * linalg.sqrtm(s1 @ s2).real)
+    assert fid_from_features(a, b) == pytest.approx(ref, rel=1e-9)
+    m = FrechetDistance()
+    for i in range(0, 300, 70):
+        m.update(a[i:i + 70], real=True)
+    for i in range(0, 250, 33):
+        m.update(b[i:i + 33], real=False)
+    assert m.compute() == pytest.approx(ref, rel=1e-7)
+    assert fid_from_features(a, a) == pytest.approx(0, abs=1e-6)
