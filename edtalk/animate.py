@@ -17,19 +17,8 @@ import numpy as np
 import torch
 
 from edtalk.model import EDTalk
+from edtalk.model.audio2motion import smooth_coefficients  # noqa: F401 (the release's kernel 3, sigma 1)
 from metrics.errors import InputError
-
-GAUSSIAN_3 = (0.274068619061197, 0.451862761877606, 0.274068619061197)  # kernel 3, sigma 1, normalised
-
-
-def smooth_coefficients(coeffs: torch.Tensor) -> torch.Tensor:
-    """Temporal Gaussian smoothing (kernel 3, sigma 1) of (T, K) coefficients, edges replicated."""
-    if coeffs.shape[0] < 2:
-        return coeffs
-    padded = torch.cat([coeffs[:1], coeffs, coeffs[-1:]], 0)
-    w = torch.tensor(GAUSSIAN_3, dtype=coeffs.dtype, device=coeffs.device)
-    return w[0] * padded[:-2] + w[1] * padded[1:-1] + w[2] * padded[2:]
-
 
 def _check_frames(name: str, x: torch.Tensor, size: int) -> None:
     if x.dim() != 4 or x.shape[1] != 3:
