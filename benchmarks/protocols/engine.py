@@ -1,0 +1,274 @@
+"""The evaluation engine: score a method's videos under a protocol, with resumable per-sample rows.
+
+A *method* is anything that yields a video for each of the protocol's test cases: a callable
+`method(case) -> uint8 (T,H,W,3)` (our model's animate, or a baseline's wrapper) or a folder holding
+`<case.name>.mp4` files. This module never imports `edtalk`: our model is scored exactly like a
+baseline, which is what makes its numbers comparable with other methods'.
+
+Every finished case is appended (and fsync'ed) to `<out>.rows.jsonl` before the next starts, so a
+killed evaluation resumes where it stopped; the final `results.json` is written atomically from the
+rows, deduplicated by case, so a disk-full or a kill leaves the previous file intact.
+"""
+from __future__ import annotations
+
+import errno
+import hashlib
+import json
+import os
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from benchmarks.protocols.registry import Protocol, get_protocol, resolved
+from metrics.errors import InputError, UserError
+from metrics.utils import atomic_write_json, provenance, to_jsonable
+
+SCHEMA = "edtalk-bench/results@1"
+ROWS_SCHEMA = "edtalk-bench/rows@1"
+
+
+@dataclass(frozen=True)
+class Case:
+    """One test case: a name (unique), and whatever the scorer and method need to know about it."""
+
+    name: str
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+def bootstrap_ci(values, n_resamples: int = 2000, seed: int = 0, level: float = 0.95) -> tuple[float, float]:
+    """Percentile bootstrap CI of the mean over samples; deterministic for a seed (so resumed runs match)."""
+    x = np.asarray(values, dtype=np.float64)
+    x = x[np.isfinite(x)]
+    if x.size == 0:
+        return float("nan"), float("nan")
+    if x.size == 1:
+        return float(x[0]), float(x[0])
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, x.size, size=(n_resamples, x.size))
+    means = x[idx].mean(axis=1)
+    a = (1.0 - level) / 2.0
+    return float(np.quantile(means, a)), float(np.quantile(means, 1.0 - a))
+
+
+def aggregate(rows: list[dict], protocol: Protocol, metrics: Iterable[str]) -> dict[str, dict]:
+    """Mean and 95% bootstrap CI over clips for every clip-level metric, from per-sample rows."""
+    agg = protocol.aggregation
+    out: dict[str, dict] = {}
+    # Rows are sorted by case name first so the bootstrap sees the same order however the run resumed.
+    rows = sorted(rows, key=lambda r: r["case"])
+    for name in metrics:
+        vals = [r["scores"].get(name) for r in rows]
+        vals = np.array([np.nan if v is None else float(v) for v in vals], dtype=np.float64)
+        finite = vals[np.isfinite(vals)]
+        lo, hi = bootstrap_ci(finite, int(agg.get("bootstrap_resamples", 2000)), int(agg.get("bootstrap_seed", 0)))
+        out[name] = {"mean": float(finite.mean()) if finite.size else None, "ci_low": lo, "ci_high": hi,
+                     "n": int(finite.size), "n_invalid": int(vals.size - finite.size),
+                     "higher_is_better": protocol.metric(name).higher_is_better}
+    return out
+
+
+def folder_method(folder: str | os.PathLike, reader: Callable | None = None) -> Callable[[Case], np.ndarray]:
+    """A method whose videos already exist: `<folder>/<case.name>.mp4` (any method, any baseline)."""
+    root = Path(folder)
+    if not root.is_dir():
+        raise InputError(f"--videos {root}: not a directory; pass the folder holding <case>.mp4 files")
+
+    def method(case: Case) -> np.ndarray:
+        for ext in (".mp4", ".avi", ".mov", ".mkv"):
+            p = root / f"{case.name.replace('/', '_')}{ext}"
+            if p.is_file():
+                if reader is not None:
+                    return reader(p)
+                from benchmarks.media import read_video
+
+                return read_video(p).frames
+        raise InputError(f"{root}: no video for test case {case.name!r} (expected {case.name}.mp4); "
+                         "generate every case of the protocol or pick a protocol your method supports")
+
+    method.describe = {"kind": "videos", "path": str(root.resolve())}  # type: ignore[attr-defined]
+    return method
+
+
+def _fingerprint(obj: Any) -> str:
+    return hashlib.sha256(json.dumps(to_jsonable(obj), sort_keys=True).encode()).hexdigest()[:16]
+
+
+class RowStore:
+    """Append-only per-sample rows with a header line naming what they belong to.
+
+    A kill can leave a torn last line; it is dropped (and the file rewritten atomically) on open, so
+    no row is lost or duplicated: every completed case is either fully on disk or re-run.
+    """
+
+    def __init__(self, path: Path, header: dict):
+        self.path = Path(path)
+        self.header = header
+        self.rows: dict[str, dict] = {}
+        if self.path.exists():
+            self._load()
+        else:
+            self._rewrite()
+
+    def _load(self) -> None:
+        lines = self.path.read_text(errors="replace").splitlines()
+        good: list[dict] = []
+        torn = False
+        for i, line in enumerate(lines):
+            try:
+                obj = json.loads(line)
+            except ValueError:
+                torn = True
+                continue
+            good.append(obj)
+        if not good or good[0].get("schema") != ROWS_SCHEMA:
+            raise InputError(f"{self.path}: not an edtalk-bench rows file; move it away or choose another --out")
+        head = good[0]
+        if head.get("key") != self.header["key"]:
+            raise InputError(f"{self.path}: holds rows of a different protocol/method/config "
+                             f"({head.get('protocol')}); use another --out or delete it to start over")
+        for obj in good[1:]:
+            self.rows[obj["case"]] = obj  # a duplicate (never written twice, but be safe) keeps the last
+        if torn or len(good) - 1 != len(self.rows):
+            self._rewrite()
+
+    def _rewrite(self) -> None:
+        from metrics.utils import atomic_write_text
+
+        text = "".join(json.dumps(to_jsonable(r)) + "\n" for r in [self.header, *self.rows.values()])
+        _disk_guard(lambda: atomic_write_text(self.path, text), self.path)
+
+    def append(self, row: dict) -> None:
+        line = json.dumps(to_jsonable(row)) + "\n"
+
+        def write():
+            with open(self.path, "a") as f:
+                f.write(line)
+                f.flush()
+                os.fsync(f.fileno())
+
+        try:
+            _disk_guard(write, self.path)
+        except UserError:
+            # A partial append would be a torn line; drop it now so the file stays valid.
+            self._rewrite_quiet()
+            raise
+        self.rows[row["case"]] = row
+
+    def _rewrite_quiet(self) -> None:
+        try:
+            self._rewrite()
+        except UserError:
+            pass
+
+
+def _disk_guard(fn: Callable[[], Any], path: Path) -> Any:
+    try:
+        return fn()
+    except OSError as exc:
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise UserError(f"disk full while writing {path}; previous results are intact — free space and "
+                            "re-run the same command to resume") from exc
+        raise
+
+
+def _check_frames(case: Case, frames: Any, protocol: Protocol) -> np.ndarray:
+    if frames is None:
+        raise UserError(f"the method produced no video for case {case.name!r}: protocol {protocol.name!r} needs "
+                        "every test case; pick a protocol this method supports")
+    arr = np.asarray(frames)
+    if arr.ndim != 4 or arr.shape[-1] != 3 or arr.shape[0] == 0:
+        raise InputError(f"case {case.name!r}: the method returned shape {arr.shape}; expected uint8 (T,H,W,3) "
+                         "RGB frames")
+    if arr.dtype != np.uint8:
+        raise InputError(f"case {case.name!r}: the method returned {arr.dtype} frames; expected uint8 0..255")
+    return arr
+
+
+def evaluate(protocol: str | Protocol, method: Callable[[Case], Any] | str | os.PathLike,
+             cases: list[Case], scorer: Callable[[Case, np.ndarray], Mapping[str, float]], out: str | os.PathLike,
+             *, metrics: list[str] | None = None, method_info: dict | None = None, config: dict | None = None,
+             seeds: dict | None = None, evaluator_weights: dict | None = None, progress: bool = True,
+             protocol_changes: dict | None = None) -> dict:
+    """Score `method` on `cases` under `protocol`; write `out` (results.json) and return it.
+
+    `scorer(case, frames) -> {metric: value}` must return every metric in `metrics` (default: all of
+    the protocol's); a metric it cannot compute must be removed *before* evaluating (the caller
+    checks support), so a result never holds a partial table.
+    """
+    proto = get_protocol(protocol)
+    names = list(metrics or proto.metric_names)
+    for n in names:
+        proto.metric(n)
+    if not cases:
+        raise InputError(f"protocol {proto.name!r}: no test cases found; check the data root")
+    dup = {c.name for c in cases if sum(1 for d in cases if d.name == c.name) > 1}
+    if dup:
+        raise InputError(f"duplicate test-case names {sorted(dup)[:3]}: case names must be unique")
+    if isinstance(method, (str, os.PathLike)):
+        method = folder_method(method)
+    info = dict(method_info or getattr(method, "describe", {}) or {"kind": "callable",
+                                                                     "name": getattr(method, "__name__", "?")})
+    out = Path(out)
+    rproto = resolved(proto, metrics_evaluated=names, **(protocol_changes or {}))
+    key = _fingerprint({"protocol": rproto, "method": info, "config": config or {}, "seeds": seeds or {},
+                        "cases": [c.name for c in cases]})
+    store = RowStore(out.with_name(out.name + ".rows.jsonl"),
+                     {"schema": ROWS_SCHEMA, "key": key, "protocol": rproto["id"]})
+    todo = [c for c in cases if c.name not in store.rows]
+    bar = None
+    if progress and todo:
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(cases), initial=len(cases) - len(todo), desc=f"evaluate {proto.name}", unit="clip")
+    try:
+        for case in todo:
+            frames = _check_frames(case, method(case), proto)
+            scores = dict(scorer(case, frames))
+            missing = [n for n in names if n not in scores]
+            if missing:
+                raise UserError(f"protocol {proto.name!r} cannot score this method: metric(s) {missing} not "
+                                f"computed for case {case.name!r}; evaluate with --metrics "
+                                f"{','.join(n for n in names if n not in missing)} or supply the evaluators")
+            row = {"case": case.name, "n_frames": int(frames.shape[0]),
+                   "scores": {n: (None if scores[n] is None or not np.isfinite(float(scores[n])) else float(scores[n]))
+                              for n in names},
+                   "info": case.info}
+            extra = {k: v for k, v in scores.items() if k not in names}
+            if extra:
+                row["extra"] = extra
+            store.append(row)
+            if bar is not None:
+                bar.update(1)
+    finally:
+        if bar is not None:
+            bar.close()
+    order = {c.name: i for i, c in enumerate(cases)}
+    rows = sorted((r for r in store.rows.values() if r["case"] in order), key=lambda r: order[r["case"]])
+    result = {
+        "schema": SCHEMA,
+        "protocol": rproto,
+        "method": info,
+        "per_sample": rows,
+        "aggregates": aggregate(rows, proto, names),
+        "provenance": provenance(config=config or {}, seeds=seeds or {},
+                                 evaluator_weights=evaluator_weights or {}),
+    }
+    _disk_guard(lambda: atomic_write_json(out, result), out)
+    return result
+
+
+def load_results(path: str | os.PathLike) -> dict:
+    """Read a results.json, refusing anything that is not one (with the file named)."""
+    p = Path(path)
+    try:
+        data = json.loads(p.read_text())
+    except FileNotFoundError:
+        raise InputError(f"{p}: results file not found; run `edtalk evaluate` first") from None
+    except (OSError, ValueError) as exc:
+        raise InputError(f"{p}: not valid JSON ({exc}); re-run `edtalk evaluate` to regenerate it") from None
+    if not isinstance(data, dict) or data.get("schema") != SCHEMA:
+        raise InputError(f"{p}: not an {SCHEMA} results file")
+    return data

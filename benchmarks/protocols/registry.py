@@ -1,0 +1,161 @@
+"""Named, versioned evaluation protocols, defined as data.
+
+A protocol fixes everything that changes a number: which data and split, which crop each metric
+sees, the frame rate and what happens to clips at another rate, how audio is handled, which
+metrics run, and how per-sample scores are aggregated. Results record the resolved protocol, so a
+table can always say exactly what it measured. `get_protocol` suggests the closest name on a typo.
+"""
+from __future__ import annotations
+
+import copy
+import difflib
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from metrics.errors import InputError
+
+# The official EDTalk split files (data_preprocess/lists/{train,test}.json): MEAD names look like
+# "M003#angry#level_1#001", HDTF segments like "RD_Radio45_000#7" (paper.md §3).
+SHARED_LISTS = Path(__file__).resolve().parents[2].parent / "shared" / "edtalk_lists"
+
+
+@dataclass(frozen=True)
+class MetricSpec:
+    """One metric as the protocol runs it: which crop it sees and which evaluator computes it."""
+
+    name: str
+    higher_is_better: bool
+    crop: str = "full"            # full | face | mouth (EAT's lip boxes) | pcavs (PC-AVS-style sync crop)
+    evaluator: str = "reference"  # reference = formula on GT frames; otherwise the evaluator net it needs
+    level: str = "clip"           # clip: one score per clip; set: one score for the whole test set (FID)
+
+
+@dataclass(frozen=True)
+class Protocol:
+    name: str
+    version: str
+    description: str
+    data: str                     # "synthetic" (built-in world) | "mead" | "hdtf" (user-supplied)
+    split: str                    # which clips are test cases
+    fps: float = 25.0
+    fps_policy: str = "refuse"    # refuse | resample: what happens to a video at another rate
+    size: int = 256
+    audio: dict[str, Any] = field(default_factory=lambda: {"sample_rate": 16000, "channels": "downmix-mono",
+                                                          "length_rule": "trim video to audio (Wav2Lip/EAT)"})
+    setting: str = "self-reenactment"  # the source is the clip's first frame; drivers come from the same clip
+    metrics: tuple[MetricSpec, ...] = ()
+    aggregation: dict[str, Any] = field(default_factory=lambda: {
+        "per_clip": "mean over frames", "over_clips": "mean", "ci": "95% percentile bootstrap over clips",
+        "bootstrap_resamples": 2000, "bootstrap_seed": 0})
+    max_clips: int | None = None  # a cap applied after the split's deterministic order
+    requires: tuple[str, ...] = ()  # what a user must supply (data root, evaluator weights)
+    reference: str = ""
+
+    @property
+    def metric_names(self) -> list[str]:
+        return [m.name for m in self.metrics]
+
+    def metric(self, name: str) -> MetricSpec:
+        for m in self.metrics:
+            if m.name == name:
+                return m
+        raise InputError(f"protocol {self.name!r} has no metric {name!r}; it has {self.metric_names}")
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["id"] = f"{self.name}@{self.version}"
+        return d
+
+
+def _synthetic_metrics() -> tuple[MetricSpec, ...]:
+    return (
+        MetricSpec("psnr", True),
+        MetricSpec("ssim", True),
+        # The built-in world knows the true mouth/pose/expression of every frame; in-project evaluator
+        # nets (benchmarks/evaluators) read them back from generated frames.
+        MetricSpec("m_lmd", False, crop="full", evaluator="synthetic-landmarks"),
+        MetricSpec("f_lmd", False, crop="full", evaluator="synthetic-landmarks"),
+        MetricSpec("pose_err", False, evaluator="synthetic-pose"),
+        MetricSpec("acc_emo", True, evaluator="synthetic-emotion"),
+        MetricSpec("sync_conf", True, crop="mouth", evaluator="synthetic-syncnet"),
+    )
+
+
+def _real_metrics(with_emotion: bool) -> tuple[MetricSpec, ...]:
+    m = [
+        MetricSpec("psnr", True, crop="full"),
+        MetricSpec("ssim", True, crop="full"),
+        MetricSpec("m_lmd", False, crop="full", evaluator="dlib-68"),
+        MetricSpec("f_lmd", False, crop="full", evaluator="dlib-68"),
+        MetricSpec("fid", False, crop="full", evaluator="inception-v3-fid", level="set"),
+        MetricSpec("sync_conf", True, crop="pcavs", evaluator="syncnet-v2"),
+    ]
+    if with_emotion:
+        m.append(MetricSpec("acc_emo", True, crop="face", evaluator="emotion-fan-mead"))
+    return tuple(m)
+
+
+PROTOCOLS: dict[str, Protocol] = {p.name: p for p in [
+    Protocol("synthetic-smoke", "1", "built-in synthetic world, smoke preset: a few test clips, quick CIs",
+             data="synthetic", split="test", size=64, max_clips=8, metrics=_synthetic_metrics(),
+             aggregation={"per_clip": "mean over frames", "over_clips": "mean",
+                          "ci": "95% percentile bootstrap over clips", "bootstrap_resamples": 1000,
+                          "bootstrap_seed": 0},
+             reference="in-project evaluators trained on the synthetic world (benchmarks/evaluators)"),
+    Protocol("synthetic-standard", "1", "built-in synthetic world, standard preset: every test clip",
+             data="synthetic", split="test", size=128, metrics=_synthetic_metrics(),
+             reference="in-project evaluators trained on the synthetic world (benchmarks/evaluators)"),
+    Protocol("mead-edtalk", "1", "MEAD frontal test speakers M003/M030/W009/W015, EDTalk's official test list",
+             data="mead", split="edtalk_lists/test.json (MEAD entries)", metrics=_real_metrics(True),
+             requires=("MEAD root cropped with EDTalk's preprocessing (256x256, 25 fps)",
+                       "evaluator weights: dlib-68, inception-v3-fid, syncnet-v2, emotion-fan-mead"),
+             reference="EDTalk Table 1 (MEAD); LMD/Sync_conf/Acc_emo crops as in EAT's evaluation code"),
+    Protocol("hdtf-edtalk", "1", "HDTF 77 test videos in 5-s segments, EDTalk's official test list",
+             data="hdtf", split="edtalk_lists/test.json (HDTF entries)", metrics=_real_metrics(False),
+             requires=("HDTF root cropped with EDTalk's preprocessing (256x256, 25 fps)",
+                       "evaluator weights: dlib-68, inception-v3-fid, syncnet-v2"),
+             reference="EDTalk Table 1 (HDTF); crops as in EAT's evaluation code"),
+]}
+
+
+def get_protocol(name: str | Protocol) -> Protocol:
+    """The named protocol; an unknown name raises an InputError that suggests the closest one."""
+    if isinstance(name, Protocol):
+        return name
+    if name in PROTOCOLS:
+        return PROTOCOLS[name]
+    base = str(name).split("@")[0]
+    if base in PROTOCOLS and str(name) == f"{base}@{PROTOCOLS[base].version}":
+        return PROTOCOLS[base]
+    close = difflib.get_close_matches(base, list(PROTOCOLS), n=1, cutoff=0.3)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    raise InputError(f"unknown protocol {name!r}{hint}; known protocols: {', '.join(PROTOCOLS)}")
+
+
+def list_protocols() -> list[Protocol]:
+    return list(PROTOCOLS.values())
+
+
+def official_test_names(dataset: str, lists_dir: str | Path | None = None) -> list[str]:
+    """Clip names of the official EDTalk test list for `dataset` ("mead" or "hdtf"), in file order."""
+    import json
+
+    path = Path(lists_dir or SHARED_LISTS) / "test.json"
+    if not path.is_file():
+        raise InputError(f"official split file {path} not found; pass --lists DIR holding EDTalk's test.json")
+    try:
+        names = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise InputError(f"{path} is not a JSON list of clip names ({exc}); restore EDTalk's test.json") from exc
+    if not isinstance(names, list):
+        raise InputError(f"{path} is not a JSON list of clip names; restore EDTalk's test.json")
+    is_mead = [len(n.split("#")) == 4 for n in names]
+    return [n for n, m in zip(names, is_mead) if m == (dataset == "mead")]
+
+
+def resolved(protocol: Protocol, **changes: Any) -> dict[str, Any]:
+    """The protocol as results record it (a deep copy, plus any caller-side changes such as a clip cap)."""
+    d = copy.deepcopy(protocol.to_dict())
+    d.update(changes)
+    return d
