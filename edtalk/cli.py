@@ -12,6 +12,7 @@ from metrics.errors import UserError
 
 # Order is the order shown in --help.
 COMMANDS: list[str] = [
+    "data",
     "animate",
     "train",
     "variants",
