@@ -114,3 +114,11 @@ def test_emotions_are_distinguishable_from_frames_of_held_out_identities():
     w = np.linalg.solve(xtr.T @ xtr + 10.0 * np.eye(xtr.shape[1]), xtr.T @ onehot)  # ridge classifier
     acc = ((xte @ w).argmax(1) == yte).mean()
     assert acc > 0.5, acc  # chance is 1/8
+
+
+def test_cli_unknown_preset_is_one_line(tmp_path, capsys):
+    from edtalk.cli import main
+
+    assert main(["data", "synth", "--preset", "smok", "--out", str(tmp_path / "w")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "did you mean 'smoke'" in err[0]
