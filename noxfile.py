@@ -149,25 +149,68 @@ def bench(session: nox.Session) -> None:
                     "--batch", "8", external=True)
 
 
+def _opt(args: list[str], name: str, default: str) -> str:
+    return args[args.index(name) + 1] if name in args else default
+
+
+@nox.session
+def evaluators(session: nox.Session) -> None:
+    """Train the synthetic world's evaluators: `nox -s evaluators -- --data DIR` (default out/data-smoke)."""
+    _env(session)
+    args = list(session.posargs)
+    if "--data" not in args:
+        args += ["--data", str(OUT / "data-smoke")]
+    _edtalk(session, "evaluators", "train", *args)
+
+
+@nox.session
+def evaluate(session: nox.Session) -> None:
+    """Score a run or videos: `nox -s evaluate -- --protocol synthetic-smoke --run RUN --data DIR --out R.json`."""
+    _env(session)
+    _edtalk(session, "evaluate", *session.posargs)
+
+
+@nox.session
+def sweep(session: nox.Session) -> None:
+    """Ablation sweep: `nox -s sweep -- --protocol synthetic-standard --preset standard --data DIR --out DIR`."""
+    _env(session)
+    _edtalk(session, "sweep", *session.posargs)
+
+
+@nox.session
+def report(session: nox.Session) -> None:
+    """Render the HTML/PDF report of a sweep directory: `nox -s report -- DIR`."""
+    _env(session)
+    _edtalk(session, "report", *(session.posargs or [str(OUT / "sweep-smoke")]), "--html", "--pdf")
+
+
+# What `reproduce` sweeps: the smoke loop keeps to three of the paper's ablations so that it ends in
+# about 15 minutes on 2 cores; the standard study runs every paper ablation with 3 seeds.
+REPRODUCE = {"smoke": {"variants": "full,no-orthogonality,no-eem", "seeds": "1"},
+             "standard": {"variants": "paper", "seeds": "3"}}
+
+
 @nox.session
 def reproduce(session: nox.Session) -> None:
-    """The loop on the built-in synthetic world, as far as it is built today:
-    synth -> train the `full` variant (stages 0-2) -> held-out evaluation in the run directory.
-    (Evaluators, the ablation sweep and the HTML/PDF report join this session when they land.)
+    """The whole loop on the built-in synthetic world:
+    synth -> evaluators -> sweep (train + evaluate the ablations) -> HTML/PDF report.
 
-    `nox -s reproduce -- --preset standard` for the larger world.
+    `nox -s reproduce -- --preset standard` for the full synthetic study. Every step resumes: re-running
+    after a kill redoes nothing that finished. The last line printed is the report's path.
     """
     _env(session)
     args = list(session.posargs)
-    preset = args[args.index("--preset") + 1] if "--preset" in args else "smoke"
+    preset = _opt(args, "--preset", "smoke")
+    if preset not in REPRODUCE:
+        session.error(f"--preset must be one of {', '.join(REPRODUCE)}")
+    plan = REPRODUCE[preset]
     data = OUT / f"data-{preset}"
-    run_dir = OUT / f"train-{preset}-full"
+    sweep_dir = OUT / f"sweep-{preset}"
     if not (data / "world.json").exists():
         _edtalk(session, "data", "synth", "--preset", preset, "--seed", "0", "--out", str(data))
-    train_args = ["train", "--preset", preset, "--variant", "full", "--data", str(data), "--out", str(run_dir)]
-    if (run_dir / "checkpoints" / "last.pt").exists():
-        train_args.append("--resume")
-    if not (run_dir / "model.pt").exists():
-        _edtalk(session, *train_args)
-    session.log(f"run directory: {run_dir} (config, checkpoints, loss logs, samples, eval.json)")
-    print(run_dir / "eval.json")
+    _edtalk(session, "evaluators", "train", "--data", str(data))
+    _edtalk(session, "sweep", "--protocol", f"synthetic-{preset}", "--preset", preset, "--data", str(data),
+            "--out", str(sweep_dir), "--variants", _opt(args, "--variants", plan["variants"]),
+            "--seeds", _opt(args, "--seeds", plan["seeds"]))
+    _edtalk(session, "report", str(sweep_dir), "--html", "--pdf")
+    print(sweep_dir / "report.html")

@@ -16,6 +16,11 @@ COMMANDS: list[str] = [
     "animate",
     "train",
     "variants",
+    "evaluators",
+    "evaluate",
+    "sweep",
+    "report",
+    "weights",
 ]
 
 

@@ -80,9 +80,11 @@ def mfcc_features(audio: np.ndarray, sample_rate: int = 16000) -> np.ndarray:
     return np.asarray(python_speech_features.mfcc(audio, sample_rate)).T
 
 
-def _validate(frames: np.ndarray, audio: np.ndarray, sample_rate: int) -> None:
-    if not isinstance(frames, np.ndarray) or frames.dtype != np.uint8 or frames.ndim != 4 or frames.shape[1:] != (224, 224, 3):
-        raise InputError(f"lse needs frames as uint8 (T, 224, 224, 3) BGR face crops, got "
+def _validate(frames: np.ndarray, audio: np.ndarray, sample_rate: int, crop_size: int = 224) -> None:
+    if (not isinstance(frames, np.ndarray) or frames.dtype != np.uint8 or frames.ndim != 4
+            or frames.shape[1:] != (crop_size, crop_size, 3)):
+        what = "face crops" if crop_size == 224 else "crops"
+        raise InputError(f"lse needs frames as uint8 (T, {crop_size}, {crop_size}, 3) BGR {what}, got "
                          f"{getattr(frames, 'dtype', type(frames))} {getattr(frames, 'shape', '')}")
     audio = np.asarray(audio)
     if audio.ndim != 1:
@@ -97,9 +99,14 @@ def _validate(frames: np.ndarray, audio: np.ndarray, sample_rate: int) -> None:
 
 @torch.no_grad()
 def sync_distances(model: nn.Module, frames: np.ndarray, audio: np.ndarray, sample_rate: int = 16000,
-                   vshift: int = 15, batch_size: int = 64) -> torch.Tensor:
-    """(windows, 2*vshift+1) distances between each video window and the audio at every offset."""
-    _validate(frames, audio, sample_rate)
+                   vshift: int = 15, batch_size: int = 64, crop_size: int = 224) -> torch.Tensor:
+    """(windows, 2*vshift+1) distances between each video window and the audio at every offset.
+
+    `crop_size` is the side of the square crops `model.forward_lip` takes: 224 for syncnet_python's
+    network; a smaller SyncNet of the same design (e.g. benchmarks.evaluators' synthetic-world one on
+    mouth crops) passes its own. Nothing else changes.
+    """
+    _validate(frames, audio, sample_rate, crop_size)
     dev = next(model.parameters()).device
     model.eval()
     if np.issubdtype(np.asarray(audio).dtype, np.floating) and np.abs(audio).max() <= 1.0:
@@ -107,7 +114,7 @@ def sync_distances(model: nn.Module, frames: np.ndarray, audio: np.ndarray, samp
     mfcc = torch.from_numpy(mfcc_features(np.asarray(audio), sample_rate).astype(np.float32))  # (13, N)
     n = min(len(frames), len(audio) // 640)
     last = n - 5
-    video = torch.from_numpy(frames[:n]).float().permute(3, 0, 1, 2)  # (3, T, 224, 224), BGR 0..255
+    video = torch.from_numpy(frames[:n]).float().permute(3, 0, 1, 2)  # (3, T, S, S), BGR 0..255
     lip, aud = [], []
     for start in range(0, last, batch_size):
         idx = range(start, min(last, start + batch_size))
@@ -135,7 +142,7 @@ class LipSyncError(Metric):
     name = "lse"
 
     def __init__(self, weights=None, model: nn.Module | None = None, vshift: int = 15, batch_size: int = 64,
-                 crop: str = "cropped", device=None):
+                 crop: str = "cropped", device=None, crop_size: int = 224):
         super().__init__()
         from metrics.utils import resolve_device
 
@@ -146,12 +153,14 @@ class LipSyncError(Metric):
             model = load_syncnet(weights, resolve_device(device))
         if crop != "cropped":
             raise InputError(f"crop mode {crop!r} is not available yet; pass 224x224 face crops (crop='cropped')")
-        self.model, self.vshift, self.batch_size = model, vshift, batch_size
+        self.model, self.vshift, self.batch_size, self.crop_size = model, vshift, batch_size, crop_size
         self.protocol = {"crop": crop, "vshift": vshift, "reference": "syncnet_python SyncNetInstance.evaluate"}
+        if crop_size != 224:
+            self.protocol["crop_size"] = crop_size
         self.add_state("per_clip", [], reduce="cat")
 
     def update(self, frames: np.ndarray, audio: np.ndarray, sample_rate: int = 16000) -> None:
-        d = sync_distances(self.model, frames, audio, sample_rate, self.vshift, self.batch_size)
+        d = sync_distances(self.model, frames, audio, sample_rate, self.vshift, self.batch_size, self.crop_size)
         self.per_clip.append(lse_from_distances(d, self.vshift))
 
     def compute(self) -> dict:

@@ -1,0 +1,181 @@
+"""The ablation sweep: train and evaluate each variant × seed, resumably, locally or on Ray.
+
+Layout of a sweep directory:
+    DIR/sweep.json                    the sweep's definition (protocol, preset, variants, seeds, data)
+    DIR/runs/<variant>-s<seed>-<hash>/  one run directory per (variant, seed, config hash):
+        train files (config.json, checkpoints/, model.pt, logs/, samples/ …, see edtalk.train),
+        results.json (+ .rows.jsonl while evaluating), confusion.json, disentanglement.json,
+        status.json   {"state": "done"|"failed", "error": …} written last, atomically.
+A re-run skips runs whose status is done, resumes the others from their checkpoints (training) and
+row files (evaluation). Results are collected from the run directories, never from the launching
+process, so a sweep killed at any point loses at most the step in flight.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+
+from metrics.errors import InputError, UserError
+from metrics.utils import atomic_write_json
+
+PAPER_ABLATIONS = ("full", "no-orthogonality", "no-mouth-bank", "no-pose-bank", "no-expression-bank", "no-eem")
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    variant: str
+    seed: int
+    preset: str
+    protocol: str
+    data: str
+    root: str
+
+    @property
+    def config_hash(self) -> str:
+        from edtalk.train.api import resolve_config
+
+        cfg = resolve_config(self.preset, self.variant, self.seed).to_dict()
+        blob = json.dumps({"train": cfg, "protocol": self.protocol}, sort_keys=True, default=str)
+        return hashlib.sha256(blob.encode()).hexdigest()[:8]
+
+    @property
+    def key(self) -> str:
+        return f"{self.variant}-s{self.seed}-{self.config_hash}"
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.root) / "runs" / self.key
+
+
+def _status(run_dir: Path) -> dict:
+    try:
+        return json.loads((run_dir / "status.json").read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def run_one(spec: RunSpec, threads: int | None = None, progress: bool = False) -> dict:
+    """Train (or resume) and evaluate one run; writes status.json last. Returns the status."""
+    import torch
+
+    from benchmarks.protocols.api import evaluate_protocol
+    from edtalk.train.api import train_run
+
+    if threads:
+        torch.set_num_threads(threads)
+    run_dir = spec.run_dir
+    run_dir.mkdir(parents=True, exist_ok=True)
+    t0 = time.time()
+    try:
+        if not (run_dir / "model.pt").exists():
+            resume = (run_dir / "checkpoints" / "last.pt").exists()
+            train_run(spec.preset, spec.variant, run_dir, data_dir=spec.data, seed=spec.seed, resume=resume,
+                      progress=progress)
+        evaluate_protocol(spec.protocol, run_dir / "results.json", run_dir=run_dir, data=spec.data,
+                          progress=progress)
+        status = {"state": "done", "seconds": round(time.time() - t0, 1), "key": spec.key}
+    except Exception as exc:  # noqa: BLE001 — one failing run must not stop or corrupt the others
+        status = {"state": "failed", "error": f"{type(exc).__name__}: {exc}", "key": spec.key,
+                  "traceback": traceback.format_exc(limit=8)}
+    atomic_write_json(run_dir / "status.json", status)
+    return status
+
+
+def _ray_run(address: str, specs: list[RunSpec], threads: int, fail_fast: bool) -> list[dict]:
+    import ray
+
+    ray.init(address=address if address != "local" else None, ignore_reinit_error=True,
+             include_dashboard=False, log_to_driver=False)
+    remote = ray.remote(num_cpus=threads)(run_one)
+    pending = {remote.remote(s, threads): s for s in specs}
+    out = []
+    while pending:
+        done, _ = ray.wait(list(pending), num_returns=1)
+        spec = pending.pop(done[0])
+        st = ray.get(done[0])
+        out.append(st)
+        if fail_fast and st["state"] == "failed":
+            for ref in pending:
+                ray.cancel(ref)
+            raise UserError(f"run {spec.key} failed: {st['error']} (see {spec.run_dir}/status.json)")
+    return out
+
+
+def run_sweep(protocol: str, variants, seeds: int, out, data, preset: str = "smoke", *, jobs: int | None = None,
+              keep_going: bool = True, ray_address: str | None = None, progress: bool = True) -> dict:
+    """Train + evaluate every variant × seed into `out`; returns {"runs": [...], "failed": [...]}."""
+    from ablations.variants import get_variant
+    from benchmarks.protocols.registry import get_protocol
+
+    proto = get_protocol(protocol)
+    variants = [get_variant(v).name for v in (variants.split(",") if isinstance(variants, str) else variants)]
+    if int(seeds) < 1:
+        raise InputError(f"--seeds must be at least 1, got {seeds}")
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    definition = {"schema": "edtalk-bench/sweep@1", "protocol": proto.to_dict()["id"], "preset": preset,
+                  "variants": variants, "seeds": int(seeds), "data": str(Path(data).resolve())}
+    old = out / "sweep.json"
+    if old.exists():
+        prev = json.loads(old.read_text())
+        if {k: prev.get(k) for k in ("protocol", "preset", "data")} != {k: definition[k] for k in ("protocol", "preset", "data")}:
+            raise UserError(f"{out} holds a sweep with another protocol/preset/data ({prev.get('protocol')}, "
+                            f"{prev.get('preset')}, {prev.get('data')}); use a new --out")
+        definition["variants"] = list(dict.fromkeys(prev.get("variants", []) + variants))
+    atomic_write_json(old, definition)
+    if proto.data == "synthetic":
+        # The report shows what each evaluator is worth next to the scores it produced.
+        from benchmarks.evaluators import load_evaluators
+
+        ev = load_evaluators(data, progress=False)
+        atomic_write_json(out / "evaluators.json", {"validation": ev.validation, "meta": ev.meta})
+    specs = [RunSpec(v, s, preset, proto.name, str(Path(data).resolve()), str(out)) for v in variants
+             for s in range(int(seeds))]
+    todo = [s for s in specs if _status(s.run_dir).get("state") != "done"]
+    cores = os.cpu_count() or 1
+    jobs = max(1, min(jobs or max(1, cores // 2), len(todo) or 1))
+    threads = max(1, cores // jobs)
+    if todo:
+        print(f"sweep: {len(specs) - len(todo)} of {len(specs)} runs already done; running {len(todo)} "
+              f"({'ray ' + ray_address if ray_address else f'{jobs} at a time'}, {threads} thread(s) each)")
+    if ray_address:
+        _ray_run(ray_address, todo, threads, fail_fast=not keep_going)
+    elif jobs == 1:
+        from tqdm import tqdm
+
+        for spec in tqdm(todo, desc="sweep", unit="run", disable=not progress):
+            st = run_one(spec, threads, progress=progress)
+            if st["state"] == "failed":
+                print(f"sweep: run {spec.key} failed: {st['error']}")
+                if not keep_going:
+                    raise UserError(f"run {spec.key} failed: {st['error']} (see {spec.run_dir}/status.json)")
+    else:
+        from concurrent.futures import ProcessPoolExecutor, as_completed
+
+        with ProcessPoolExecutor(max_workers=jobs) as pool:
+            futs = {pool.submit(run_one, s, threads): s for s in todo}
+            for f in as_completed(futs):
+                st = f.result()
+                if st["state"] == "failed":
+                    print(f"sweep: run {futs[f].key} failed: {st['error']}")
+                    if not keep_going:
+                        for g in futs:
+                            g.cancel()
+                        raise UserError(f"run {futs[f].key} failed: {st['error']}")
+    return collect_sweep(out)
+
+
+def collect_sweep(out) -> dict:
+    """What the run directories say: finished runs with results, and failed ones with their error."""
+    runs, failed = [], []
+    for status_file in sorted(Path(out).glob("runs/*/status.json")):
+        st = _status(status_file.parent)
+        (runs if st.get("state") == "done" else failed).append({"run_dir": str(status_file.parent), **st})
+    summary = {"runs": runs, "failed": failed}
+    atomic_write_json(Path(out) / "sweep_status.json", summary)
+    return summary

@@ -1,0 +1,72 @@
+"""`evaluate_protocol`: what `edtalk evaluate`, the sweep and nox call to score one method."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from benchmarks.protocols.engine import evaluate, folder_method
+from benchmarks.protocols.registry import get_protocol
+from metrics.errors import InputError, UserError
+from metrics.utils import atomic_write_json
+
+
+def evaluate_protocol(protocol: str, out, *, run_dir=None, videos=None, data=None, metrics=None,
+                      device=None, progress: bool = True, disentanglement: bool = True,
+                      n_tuples: int = 6) -> dict:
+    """Score a trained run (`run_dir`) or a folder of generated videos (`videos`) under `protocol`.
+
+    Writes `out` (results.json) and, for runs on the synthetic world, `confusion.json` and
+    `disentanglement.json` beside it. Returns the results dict.
+    """
+    proto = get_protocol(protocol)
+    if (run_dir is None) == (videos is None):
+        raise InputError("give exactly one of --run RUN_DIR (a model trained with `edtalk train`) or "
+                         "--videos DIR (one <case>.mp4 per test clip)")
+    if proto.data != "synthetic":
+        raise UserError(f"protocol {proto.name!r} needs {proto.data.upper()} and the real evaluator weights "
+                        f"({'; '.join(proto.requires)}); scoring real data from the CLI is not wired yet — "
+                        "use the metrics package directly (metrics.functional.*) or a synthetic protocol")
+    if data is None:
+        raise InputError(f"protocol {proto.name!r} scores against a synthetic world: pass --data WORLD_DIR "
+                         "(made by `edtalk data synth`)")
+    from benchmarks.datasets.synthetic import SyntheticWorld
+    from benchmarks.evaluators import load_evaluators
+    from benchmarks.protocols.synthetic import (LandmarkReaders, SyntheticScorer, TrainedModelMethod,
+                                                confusion_from_results, synthetic_cases)
+
+    world = SyntheticWorld(data)
+    if int(world.meta["size"]) != proto.size:
+        raise InputError(f"protocol {proto.name!r} is defined at {proto.size} px but {data} is "
+                         f"{world.meta['size']} px; use the matching protocol or world preset")
+    ev = load_evaluators(data, device=device, progress=progress)
+    names = list(metrics or proto.metric_names)
+    if run_dir is not None:
+        method = TrainedModelMethod(run_dir, world, device=device)
+        info = method.describe
+    else:
+        method = folder_method(videos)
+        info = {"kind": "videos", "name": Path(videos).name, "path": str(Path(videos).resolve())}
+    scorer = SyntheticScorer(world, ev, names)
+    cases = synthetic_cases(world, proto)
+    out = Path(out)
+    weights = {"evaluators": {"cache": str(ev.meta.get("cache_dir", "")), "key": ev.meta.get("key"),
+                              "validation": ev.validation}}
+    results = evaluate(proto, method, cases, scorer, out, metrics=names, method_info=info,
+                       config={"data": str(Path(data).resolve()), "world": world.meta},
+                       seeds={"bootstrap": proto.aggregation.get("bootstrap_seed", 0)},
+                       evaluator_weights=weights, progress=progress)
+    if "acc_emo" in names:
+        atomic_write_json(out.with_name("confusion.json"), confusion_from_results(results))
+    if run_dir is not None and disentanglement and not out.with_name("disentanglement.json").exists():
+        from metrics.disentanglement import bank_geometry_of, evaluate_disentanglement
+
+        # Quick protocols (a clip cap) use fewer, shorter tuples: 4 model calls per tuple add up on a CPU.
+        quick = proto.max_clips is not None
+        d = evaluate_disentanglement(method.generate, world, LandmarkReaders(world, ev),
+                                     n_tuples=min(n_tuples, 4) if quick else n_tuples, seed=0, split=proto.split,
+                                     max_frames=25 if quick else None)
+        try:
+            d["bank_geometry"] = bank_geometry_of(method.model).to_dict()
+        except InputError as exc:  # a variant with every bank off or direct has no bases to measure
+            d["bank_geometry"] = {"skipped": str(exc)}
+        atomic_write_json(out.with_name("disentanglement.json"), d)
+    return results

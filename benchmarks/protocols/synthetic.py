@@ -1,0 +1,186 @@
+"""Scoring on the built-in synthetic world: cases, our trained model as a method, and the scorer.
+
+The scorer compares a method's frames for a test clip with that clip's ground truth, through the
+in-project evaluators (benchmarks.evaluators) where a metric needs a network:
+- psnr / ssim: scikit-image definitions against the clip's real frames (self-reenactment);
+- m_lmd / f_lmd: landmark evaluator on generated frames vs the ground-truth landmarks (pixels at
+  the world's size; centroid-subtracted as EAT);
+- pose_err: pose evaluator on generated frames vs ground-truth yaw/pitch/roll, mean absolute error
+  in degrees averaged over the three axes;
+- acc_emo: emotion evaluator's clip-level arg-max == the clip's emotion (1/0 per clip);
+- sync_conf: LSE-C of the world's SyncNet on mouth crops with the clip's audio (extra: lse_d, offset).
+Protocols on this data say in their `reference` that the evaluators are synthetic-domain nets.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from benchmarks.protocols.engine import Case
+from benchmarks.protocols.registry import Protocol
+from metrics.errors import InputError
+
+
+def synthetic_cases(world, protocol: Protocol) -> list[Case]:
+    clips = world.clips(protocol.split)
+    if protocol.max_clips:
+        # Spread the cap over identities and emotions: every k-th clip of the sorted list.
+        step = max(1, len(clips) // protocol.max_clips)
+        clips = clips[::step][:protocol.max_clips]
+    return [Case(c.name, {"identity": c.identity, "emotion": c.emotion, "level": c.level}) for c in clips]
+
+
+def load_trained_model(path, device=None):
+    """An EDTalk generator from `RUN_DIR/model.pt` (written by `edtalk train`)."""
+    from edtalk import official
+    from edtalk.config import ModelConfig
+    from edtalk.model import EDTalk
+    from metrics.utils import resolve_device
+
+    path = Path(path)
+    if path.is_dir():
+        path = path / "model.pt"
+    if not path.is_file():
+        raise InputError(f"{path} not found; train a model first (`edtalk train --out RUN_DIR`)")
+    ck = official.read_checkpoint(path)
+    if not isinstance(ck, dict) or "model_config" not in ck or "model" not in ck:
+        raise InputError(f"{path} is not a model.pt from `edtalk train` (needs 'model_config' and 'model')")
+    model = EDTalk(ModelConfig(**ck["model_config"]))
+    official.check_state_dict(model, ck["model"], str(path))
+    model.load_state_dict(ck["model"])
+    return model.to(resolve_device(device)).eval(), ck
+
+
+class TrainedModelMethod:
+    """Self-reenactment with a trained run: source = the clip's first frame, every driver = the clip."""
+
+    def __init__(self, run_dir, world, device=None):
+        from edtalk.train.evaluate import _drive_frames
+
+        self.model, ck = load_trained_model(run_dir, device)
+        if self.model.cfg.size != int(world.meta["size"]):
+            raise InputError(f"model {run_dir} renders {self.model.cfg.size} px but the world is "
+                             f"{world.meta['size']} px; evaluate it on a world of its size")
+        self.world, self._drive = world, _drive_frames
+        self.device = next(self.model.parameters()).device
+        seed = None
+        cfg_file = Path(run_dir) / "config.json"
+        if cfg_file.is_file():
+            import json
+
+            seed = json.loads(cfg_file.read_text()).get("seed")
+        self.describe = {"kind": "edtalk-run", "run_dir": str(Path(run_dir).resolve()), "seed": seed,
+                         "variant": ck.get("variant"), "name": ck.get("variant") or Path(run_dir).name}
+        self._by_name = {c.name: c for c in world.clips(None)}
+
+    def __call__(self, case: Case) -> np.ndarray:
+        frames = self.world.frames(self._by_name[case.name])
+        return self.generate(frames[0], frames, frames, frames)
+
+    def generate(self, source, mouth, pose, expression) -> np.ndarray:
+        n = min(len(mouth), len(pose), len(expression))
+        return self._drive(self.model, source, mouth[:n], pose[:n], expression[:n], self.device)
+
+
+class SyntheticScorer:
+    """`scorer(case, frames) -> {metric: value}` for the synthetic protocols."""
+
+    def __init__(self, world, evaluators, metrics: list[str]):
+        self.world, self.ev, self.metrics = world, evaluators, list(metrics)
+        self._by_name = {c.name: c for c in world.clips(None)}
+        self.confusion = np.zeros((8, 8), np.int64)
+
+    def __call__(self, case: Case, frames: np.ndarray) -> dict:
+        from metrics.functional.image import psnr_per_frame, ssim_per_frame
+        from metrics.functional.landmarks import landmark_distance
+
+        clip = self._by_name[case.name]
+        real = self.world.frames(clip)
+        gt = self.world.ground_truth(clip)
+        n = min(len(frames), len(real))
+        if frames.shape[1:] != real.shape[1:]:
+            raise InputError(f"case {case.name}: frames are {frames.shape[1:3]} but the world's are "
+                             f"{real.shape[1:3]}; generate at the protocol's size")
+        frames, real = frames[:n], real[:n]
+        out: dict = {}
+        want = set(self.metrics)
+        if "psnr" in want:
+            out["psnr"] = float(psnr_per_frame(frames, real).mean())
+        if "ssim" in want:
+            out["ssim"] = float(ssim_per_frame(frames, real).mean())
+        lm = None
+        if want & {"m_lmd", "f_lmd", "sync_conf"}:
+            lm = self.ev.landmarks(frames)
+            true_lm = np.asarray(gt["landmarks"], np.float64)[:n]
+            out["m_lmd"] = landmark_distance(lm, true_lm, subset="mouth")
+            out["f_lmd"] = landmark_distance(lm, true_lm, subset="face")
+        if "pose_err" in want:
+            err = np.abs(self.ev.pose(frames) - np.asarray(gt["pose"], np.float64)[:n]).mean(0)
+            out["pose_err"] = float(err.mean())
+            out.update({"pose_err_yaw": float(err[0]), "pose_err_pitch": float(err[1]),
+                        "pose_err_roll": float(err[2])})
+        if "acc_emo" in want:
+            pred = int(np.argmax(self.ev.emotion(frames)))
+            label = int(gt["emotion_index"])
+            self.confusion[label, pred] += 1
+            out["acc_emo"] = float(pred == label)
+            out["emotion_pred"] = pred
+        if "sync_conf" in want:
+            audio = self.world.audio(clip)[: n * 640]
+            r = self.ev.lse(frames, audio, 16000, landmarks=lm)
+            out["sync_conf"], out["lse_d"], out["sync_offset"] = float(r["lse_c"]), float(r["lse_d"]), int(r["offset"])
+        return out
+
+
+def confusion_from_results(results: dict) -> dict:
+    """The emotion confusion matrix rebuilt from per-sample rows (so a resumed run has it whole)."""
+    from benchmarks.datasets.common import EMOTIONS
+
+    m = np.zeros((len(EMOTIONS), len(EMOTIONS)), np.int64)
+    for row in results["per_sample"]:
+        pred = (row.get("extra") or {}).get("emotion_pred")
+        emo = row.get("info", {}).get("emotion")
+        if pred is not None and emo in EMOTIONS:
+            m[EMOTIONS.index(emo), int(pred)] += 1
+    return {"labels": list(EMOTIONS), "matrix": m.tolist()}
+
+
+class LandmarkReaders:
+    """Factor readers for the disentanglement metrics, built on the evaluators.
+
+    Mouth parameters (jaw_open, lip_width, closure) are read from predicted landmarks through a
+    linear map fitted on the *training* clips' ground-truth landmarks → ground-truth mouth, so they
+    come back in the ground truth's units (never fitted on generated frames).
+    """
+
+    def __init__(self, world, evaluators):
+        self.ev = evaluators
+        xs, ys = [], []
+        for c in world.clips("train"):
+            g = world.ground_truth(c)
+            xs.append(self._mouth_geometry(np.asarray(g["landmarks"], np.float64)))
+            ys.append(np.asarray(g["mouth"], np.float64))
+        x, y = np.concatenate(xs), np.concatenate(ys)
+        x1 = np.concatenate([x, np.ones((len(x), 1))], 1)
+        self.w = np.linalg.solve(x1.T @ x1 + 1e-6 * np.eye(x1.shape[1]), x1.T @ y)
+
+    @staticmethod
+    def _mouth_geometry(lm: np.ndarray) -> np.ndarray:
+        # Mouth points (48-67) relative to their centroid, scaled by the inter-ocular distance.
+        mouth = lm[:, 48:68] - lm[:, 48:68].mean(1, keepdims=True)
+        iod = np.linalg.norm(lm[:, 36] - lm[:, 45], axis=1)[:, None, None] + 1e-6
+        return (mouth / iod).reshape(len(lm), -1)
+
+    def mouth(self, frames):
+        x = self._mouth_geometry(self.ev.landmarks(frames).astype(np.float64))
+        return np.concatenate([x, np.ones((len(x), 1))], 1) @ self.w
+
+    def pose(self, frames):
+        return self.ev.pose(frames)
+
+    def emotion(self, frames):
+        return self.ev.emotion(frames)
+
+    def identity(self, frames):
+        return self.ev.identity(frames)

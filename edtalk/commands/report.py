@@ -1,0 +1,33 @@
+"""`edtalk report`: HTML and PDF comparison report of every results.json under a folder.
+
+    edtalk report results/ --html --pdf
+    edtalk report results/ --html --out site/ablations.html
+"""
+from __future__ import annotations
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("report", help="render an HTML/PDF report of the results.json files under DIR",
+                              description=__doc__.split("\n\n")[0])
+    p.add_argument("dir", metavar="DIR", help="folder searched recursively for results.json files")
+    p.add_argument("--html", action="store_true", help="write the self-contained HTML report")
+    p.add_argument("--pdf", action="store_true", help="write the PDF report")
+    p.add_argument("--out", default=None, metavar="PATH",
+                   help="a .html or .pdf file (the other output gets the same stem) or a folder "
+                        "(default: DIR/report.html, DIR/report.pdf)")
+    p.add_argument("--pdf-engine", default="auto", choices=("auto", "weasyprint", "matplotlib"),
+                   help="auto: WeasyPrint, or the matplotlib fallback where it cannot run (default auto)")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from reports import render_report
+
+    both = not args.html and not args.pdf  # neither flag: write both
+    out = render_report(args.dir, html=args.html or both, pdf=args.pdf or both, out=args.out,
+                        pdf_engine=args.pdf_engine)
+    if out["html"] is not None:
+        print(f"html: {out['html']}")
+    if out["pdf"] is not None:
+        print(f"pdf:  {out['pdf']} ({out['pdf_engine']})")
+    return 0

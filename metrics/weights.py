@@ -1,0 +1,130 @@
+"""The one manifest of pretrained weight files every metric needs, and where they are looked for.
+
+Nothing here downloads during an evaluation: `locate` only finds and verifies. Fetching is an explicit
+step (`edtalk weights fetch`). The cache directory is `$EDTALK_WEIGHTS`, else torch hub's checkpoint
+directory (`$TORCH_HOME/hub/checkpoints`, default `~/.cache/torch/hub/checkpoints`), which is where
+pytorch-fid, lpips and torchvision already put their files, so a machine that ran them has the files.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from .errors import MissingWeightsError
+from .utils import sha256_file
+
+
+@dataclass(frozen=True)
+class WeightFile:
+    key: str                 # registry name used in code and on the CLI
+    metric: str              # which metric(s) need it
+    filename: str
+    url: str                 # official download location ("" when it ships in a PyPI package)
+    sha256: str | None = None        # full hash when known
+    sha256_prefix: str | None = None  # torch-hub convention: the hash prefix in the file name
+    licence: str = ""
+    note: str = ""
+    fetchable: bool = True   # False: behind a login / Google Drive; the user downloads it by hand
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+MANIFEST: dict[str, WeightFile] = {w.key: w for w in [
+    WeightFile("syncnet-v2", "lse", "syncnet_v2.model",
+               "http://www.robots.ox.ac.uk/~vgg/software/lipsync/data/syncnet_v2.model",
+               licence="syncnet_python (MIT code; weights VGG, research use)",
+               note="plain state dict of syncnet_python's SyncNetModel.S"),
+    WeightFile("inception-fid", "fid", "pt_inception-2015-12-05-6726825d.pth",
+               "https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/"
+               "pt_inception-2015-12-05-6726825d.pth", sha256_prefix="6726825d",
+               licence="Apache-2.0 (TensorFlow Inception port)",
+               note="torch-fidelity's weights-inception-2015-12-05-6726825d.pth is the same network"),
+    WeightFile("alexnet-lpips", "lpips", "alexnet-owt-7be5be79.pth",
+               "https://download.pytorch.org/models/alexnet-owt-7be5be79.pth", sha256_prefix="7be5be79",
+               licence="BSD-3-Clause (torchvision)", note="AlexNet trunk; LPIPS' linear heads ship in the lpips wheel"),
+    WeightFile("dlib-68", "landmark_distance", "shape_predictor_68_face_landmarks.dat",
+               "http://dlib.net/files/shape_predictor_68_face_landmarks.dat.bz2",
+               sha256="fbdc2cb80eb9aa7a758672cbfdda32ba6300efe9b6e6c7a299ff7e736b11b92f",
+               licence="iBUG 300-W: research use only",
+               note="also inside the PyPI sdist face_recognition_models==0.3.0 (models/)"),
+    WeightFile("dlib-5", "emotion_accuracy (EAT crop)", "shape_predictor_5_face_landmarks.dat",
+               "http://dlib.net/files/shape_predictor_5_face_landmarks.dat.bz2",
+               sha256="c4b1e9804792707d3a405c2c16a80a20269e6675021f64a41d30fffafbc41888",
+               licence="CC0", note="also in face_recognition_models==0.3.0"),
+    WeightFile("dlib-mmod", "emotion_accuracy (EAT crop)", "mmod_human_face_detector.dat",
+               "http://dlib.net/files/mmod_human_face_detector.dat.bz2",
+               sha256="4cb19393e2fbaf2b1609a9319ad5386618c886a6234ec1b971f3e87c85d87fe6",
+               licence="CC0", note="also in face_recognition_models==0.3.0"),
+    WeightFile("emotion-fan-mead", "emotion_accuracy", "self_relation-attention_61_84.3655",
+               "https://github.com/yuexihang/evaluation_eat (code.zip on Google Drive)",
+               licence="research use (EAT release)", fetchable=False,
+               note="Emotion-FAN ResNet-18 + self-relation attention fine-tuned on MEAD (EAT's classifier)"),
+    WeightFile("hopenet", "pose_error", "hopenet_robust_alpha1.pkl",
+               "https://drive.google.com/open?id=1m25PrSE7g9D2q2XJVMR6IA7RaCvWSzCR",
+               licence="Apache-2.0 (deep-head-pose)", fetchable=False,
+               note="300W-LP, alpha 1, robust to image quality; plain state dict"),
+    WeightFile("arcface-r50", "csim", "w600k_r50.onnx",
+               "https://github.com/deepinsight/insightface/releases/download/v0.7/buffalo_l.zip",
+               licence="insightface model zoo: non-commercial research only",
+               note="from buffalo_l.zip (unzip into the cache dir or ~/.insightface/models/buffalo_l/)"),
+]}
+
+
+def weights_dir(override: str | os.PathLike | None = None) -> Path:
+    """Where weight files live: the argument, else $EDTALK_WEIGHTS, else torch hub's checkpoint dir."""
+    if override:
+        return Path(override).expanduser()
+    if os.environ.get("EDTALK_WEIGHTS"):
+        return Path(os.environ["EDTALK_WEIGHTS"]).expanduser()
+    torch_home = os.environ.get("TORCH_HOME") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "torch")
+    return Path(torch_home).expanduser() / "hub" / "checkpoints"
+
+
+def entry(key: str) -> WeightFile:
+    if key not in MANIFEST:
+        import difflib
+
+        close = difflib.get_close_matches(key, list(MANIFEST), n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise MissingWeightsError(f"unknown weight file {key!r}{hint}; known: {', '.join(MANIFEST)}")
+    return MANIFEST[key]
+
+
+def check_file(key: str, path: str | os.PathLike) -> str:
+    """'ok', 'missing', or 'corrupt: <why>' for `path` against the manifest's hash (if one is known)."""
+    w, p = entry(key), Path(path)
+    if not p.is_file():
+        return "missing"
+    if w.sha256 or w.sha256_prefix:
+        digest = sha256_file(p)
+        if w.sha256 and digest != w.sha256:
+            return f"corrupt: sha256 {digest[:12]}… expected {w.sha256[:12]}…"
+        if w.sha256_prefix and not digest.startswith(w.sha256_prefix):
+            return f"corrupt: sha256 {digest[:12]}… does not start with {w.sha256_prefix}"
+    return "ok"
+
+
+def locate(key: str, path: str | os.PathLike | None = None, directory: str | os.PathLike | None = None,
+           verify: bool = True) -> Path:
+    """The verified path of weight file `key`: `path` if given, else `<weights dir>/<filename>`.
+
+    Missing or corrupt files raise MissingWeightsError with one line naming the file, the URL and the
+    place searched. `verify=False` skips hashing (for stand-in weights built by tests).
+    """
+    w = entry(key)
+    p = Path(path).expanduser() if path else weights_dir(directory) / w.filename
+    if p.is_dir():
+        p = p / w.filename
+    status = check_file(key, p) if verify else ("ok" if p.is_file() else "missing")
+    if status == "missing":
+        how = (f"download it from {w.url}" if w.url else "install the package that ships it")
+        raise MissingWeightsError(f"{w.metric}: weight file {w.filename} not found at {p}; {how} into "
+                                  f"{p.parent} (or set EDTALK_WEIGHTS / pass the path), or run "
+                                  f"`edtalk weights fetch {key}`")
+    if status != "ok":
+        raise MissingWeightsError(f"{w.metric}: weight file {p} is {status}; delete it and download "
+                                  f"{w.filename} again from {w.url}")
+    return p

@@ -1,0 +1,158 @@
+"""The report as a matplotlib PdfPages document: used when WeasyPrint cannot run.
+
+Same content as the HTML, page by page: notes, one table per protocol (best cell bold, Δ vs full with
+†, paper rows in italics on a tinted background), then every figure, frame strip and video first
+frame, the evaluators' validation and the provenance summary.
+"""
+from __future__ import annotations
+
+import io
+import textwrap
+from pathlib import Path
+
+from metrics.utils import atomic_write_bytes
+from reports.plots import new_figure
+
+__all__ = ["write_fallback_pdf"]
+
+PAGE = (11.69, 8.27)  # A4 landscape, inches
+PAPER_BG = "#f6f3ea"
+BEST_BG = "#eaf4ea"
+
+
+def _text_page(pdf, title: str, paragraphs: list[str]) -> None:
+    fig = new_figure(*PAGE)
+    fig.text(0.05, 0.93, title, fontsize=16, weight="bold", va="top")
+    y = 0.86
+    for p in paragraphs:
+        lines = textwrap.wrap(p, 150) or [""]
+        for line in lines:
+            fig.text(0.05, y, line, fontsize=8.5, va="top")
+            y -= 0.025
+        y -= 0.012
+        if y < 0.05:
+            pdf.savefig(fig)
+            fig = new_figure(*PAGE)
+            y = 0.93
+    pdf.savefig(fig)
+
+
+def _table_page(pdf, title: str, header: list[str], rows: list[list[str]], styles: list[list[dict]],
+                notes: list[str]) -> None:
+    fig = new_figure(*PAGE)
+    fig.text(0.03, 0.96, title, fontsize=13, weight="bold", va="top")
+    ax = fig.add_axes((0.03, 0.2, 0.94, 0.7))
+    ax.axis("off")
+    tab = ax.table(cellText=rows, colLabels=header, loc="upper center", cellLoc="center")
+    tab.auto_set_font_size(False)
+    tab.set_fontsize(7.5)
+    tab.scale(1.0, 2.6)
+    for j in range(len(header)):
+        tab[0, j].set_facecolor("#eef2f9")
+        tab[0, j].set_text_props(weight="bold")
+    for i, row_styles in enumerate(styles, start=1):
+        for j, st in enumerate(row_styles):
+            cell = tab[i, j]
+            if "bg" in st:
+                cell.set_facecolor(st["bg"])
+            cell.set_text_props(**{k: v for k, v in st.items() if k != "bg"})
+    y = 0.17
+    for n in notes:
+        for line in textwrap.wrap(n, 190):
+            fig.text(0.03, y, line, fontsize=6.5, va="top", color="#444444")
+            y -= 0.018
+    pdf.savefig(fig)
+
+
+def _image_page(pdf, title: str, png: bytes, caption: str = "") -> None:
+    from matplotlib.image import imread
+
+    img = imread(io.BytesIO(png), format="png")
+    fig = new_figure(*PAGE)
+    fig.text(0.03, 0.97, title, fontsize=12, weight="bold", va="top")
+    ax = fig.add_axes((0.03, 0.07, 0.94, 0.85))
+    ax.imshow(img, interpolation="nearest" if img.shape[1] < 600 else "antialiased")
+    ax.axis("off")
+    if caption:
+        fig.text(0.03, 0.04, caption, fontsize=8, va="top", color="#444444")
+    pdf.savefig(fig)
+
+
+def _results_table(pdf, view: dict, footnote: str) -> None:
+    t = view["t"]
+    arrows = ["↑" if m["higher_is_better"] else "↓" for m in t.metrics]
+    header = ["variant", "source"] + [f"{m['name']} {a}" for m, a in zip(t.metrics, arrows, strict=True)]
+    rows, styles = [], []
+    for r in t.rows:
+        seeds = f": {', '.join(map(str, r.seeds))}" if r.seeds else ""
+        line = [r.label, r.source + seeds]
+        st: list[dict] = [{"weight": "bold"} if r.is_reference else {}, {"color": "#555555"}]
+        for m in t.metrics:
+            c = r.cells.get(m["name"])
+            if c is None:
+                line.append("–")
+                st.append({})
+                continue
+            line.append("\n".join(x for x in (c.text, c.delta_text) if x))
+            s: dict = {}
+            if c.best:
+                s = {"weight": "bold", "bg": BEST_BG}
+            if c.better is not None and c.delta_text:
+                s["color"] = "#17803d" if c.better else "#b42318"
+            st.append(s)
+        rows.append(line)
+        styles.append(st)
+    for r in t.paper_rows:
+        cells = [r.cells.get(m["name"]) for m in t.metrics]
+        rows.append([r.label, r.source] + [c.text if c is not None else "–" for c in cells])
+        styles.append([{"style": "italic", "bg": PAPER_BG}] * (2 + len(t.metrics)))
+    _table_page(pdf, t.title, header, rows, styles, [footnote, *t.notes])
+
+
+def write_fallback_pdf(context: dict, path: Path) -> Path:
+    """Write `context` (reports.render.build_context) as a PDF at `path` (atomically)."""
+    from matplotlib.backends.backend_pdf import PdfPages
+
+    buf = io.BytesIO()
+    with PdfPages(buf) as pdf:
+        intro = (f"{context['n_runs']} results files under {context['results_dir']}; "
+                 f"generated {context['generated']}")
+        _text_page(pdf, context["title"], [intro, *context.get("notes", [])])
+        for view in context["tables"]:
+            _results_table(pdf, view, context["footnote"])
+            if view.get("bars"):
+                _image_page(pdf, view["bars"]["title"], view["bars"]["png"])
+        dis = context.get("disentanglement")
+        if dis:
+            for f in dis["heatmaps"]:
+                _image_page(pdf, f"Disentanglement: {f['title']}", f["png"], f["caption"])
+            for name, tab in (("Transfer", dis["transfer"]), ("Bank geometry", dis["geometry"])):
+                if tab:
+                    rows = [[k, *vals] for k, vals in tab["rows"]]
+                    plain = [[{}] * len(r) for r in rows]
+                    _table_page(pdf, name, ["quantity", *tab["columns"]], rows, plain, [])
+        for f in context.get("confusion") or []:
+            _image_page(pdf, f"Emotion confusion: {f['title']}", f["png"], f["caption"])
+        for f in context.get("curves") or []:
+            _image_page(pdf, f"Training curves: stage {f['title']}", f["png"])
+        for s in context.get("strips") or []:
+            for f in s["images"]:
+                _image_page(pdf, f"Frame strip: {s['variant']} (seed {s['seed']}), {f['title']}", f["png"])
+        for v in context.get("videos") or []:
+            for item in v["clips"]:
+                if item.get("poster_png"):
+                    title = f"Video {item['name']}: {v['variant']} (seed {v['seed']})"
+                    _image_page(pdf, title, item["poster_png"], "first frame; the video plays in the HTML")
+        for e in context.get("evaluators") or []:
+            rows = [[k, v] for k, v in e["rows"]]
+            _table_page(pdf, f"{context['evaluator_heading']}: {e['name']}", ["quantity", "value"], rows,
+                        [[{}, {}] for _ in rows], [])
+        prov = context["provenance"]
+        rows = [[s["label"], str(s["seed"]), s["protocol"], s["path"], s["git"], s["created"], str(s["n"])]
+                for s in prov["summary"]]
+        for start in range(0, len(rows), 18):
+            chunk = rows[start:start + 18]
+            header = ["variant", "seed", "protocol", "results file", "git hash", "created (UTC)", "clips"]
+            _table_page(pdf, "Provenance", header, chunk, [[{}] * 7 for _ in chunk],
+                        ["full provenance (versions, config, seeds, evaluator weights): see the HTML report"])
+    return atomic_write_bytes(path, buf.getvalue())

@@ -1,0 +1,97 @@
+"""The sweep driver: skips finished runs, resumes killed ones, isolates failures (training and
+evaluation are replaced by fast fakes that write what the real ones write)."""
+import json
+
+import numpy as np
+import pytest
+
+from ablations import sweep as sw
+from metrics.errors import UserError
+
+
+@pytest.fixture
+def fake_world(tmp_path, monkeypatch):
+    calls = {"train": [], "evaluate": []}
+    boom = {"variant": None, "interrupt": None}
+
+    def train_run(preset, variant, run_dir, data_dir=None, seed=0, resume=False, progress=True):
+        calls["train"].append((variant, seed, resume))
+        if boom["interrupt"] == variant:
+            (run_dir / "checkpoints").mkdir(exist_ok=True)
+            (run_dir / "checkpoints" / "last.pt").write_bytes(b"x")
+            raise KeyboardInterrupt  # a kill: nothing may be marked done
+        if boom["variant"] == variant:
+            raise RuntimeError("loss is nan at step 3")
+        (run_dir / "model.pt").write_bytes(b"model")
+
+    def evaluate_protocol(protocol, out, run_dir=None, data=None, progress=True):
+        from benchmarks.protocols.engine import Case, evaluate
+
+        calls["evaluate"].append(str(run_dir))
+        variant = json.loads((run_dir / "status.json").read_text())["v"] if (run_dir / "status.json").exists() else None
+        cases = [Case(f"c{i}") for i in range(4)]
+        bias = sum(map(ord, run_dir.name)) % 7
+        evaluate(protocol, lambda c: np.zeros((2, 8, 8, 3), np.uint8), cases,
+                 lambda c, f: {m: float(bias + int(c.name[1:])) for m in ("psnr", "ssim", "m_lmd", "f_lmd",
+                                                                         "pose_err", "acc_emo", "sync_conf")},
+                 out, method_info={"variant": run_dir.name.split("-s")[0], "run_dir": str(run_dir)}, progress=False)
+        return variant
+
+    monkeypatch.setattr("edtalk.train.api.train_run", train_run)
+    monkeypatch.setattr("benchmarks.protocols.api.evaluate_protocol", evaluate_protocol)
+    monkeypatch.setattr("benchmarks.evaluators.load_evaluators",
+                        lambda data, progress=False: type("E", (), {"validation": {"ok": 1}, "meta": {}})())
+    data = tmp_path / "world"
+    data.mkdir()
+    return calls, boom, data
+
+
+def test_rerun_skips_finished_runs_and_collects_from_run_dirs(tmp_path, fake_world):
+    calls, _, data = fake_world
+    out = tmp_path / "sweep"
+    s1 = sw.run_sweep("synthetic-smoke", "full,no-eem", 2, out, data, jobs=1, progress=False)
+    assert len(s1["runs"]) == 4 and not s1["failed"]
+    assert len(calls["train"]) == 4
+    before = {p: p.read_bytes() for p in out.glob("runs/*/results.json")}
+    s2 = sw.run_sweep("synthetic-smoke", "full,no-eem", 2, out, data, jobs=1, progress=False)
+    assert len(calls["train"]) == 4 and len(s2["runs"]) == 4  # nothing redone
+    assert before == {p: p.read_bytes() for p in out.glob("runs/*/results.json")}
+    assert json.loads((out / "evaluators.json").read_text())["validation"] == {"ok": 1}
+
+
+def test_failing_run_is_isolated_and_fail_fast_stops(tmp_path, fake_world):
+    calls, boom, data = fake_world
+    boom["variant"] = "no-eem"
+    s = sw.run_sweep("synthetic-smoke", "no-eem,full", 1, tmp_path / "a", data, jobs=1, progress=False)
+    assert [r["key"].split("-s")[0] for r in s["runs"]] == ["full"]
+    assert "loss is nan" in s["failed"][0]["error"]
+    with pytest.raises(UserError, match="no-eem"):
+        sw.run_sweep("synthetic-smoke", "no-eem,full", 1, tmp_path / "b", data, jobs=1, keep_going=False,
+                     progress=False)
+
+
+def test_killed_sweep_resumes_the_interrupted_run_only(tmp_path, fake_world):
+    calls, boom, data = fake_world
+    out = tmp_path / "sweep"
+    boom["interrupt"] = "no-eem"
+    with pytest.raises(KeyboardInterrupt):
+        sw.run_sweep("synthetic-smoke", "full,no-eem", 1, out, data, jobs=1, progress=False)
+    boom["interrupt"] = None
+    s = sw.run_sweep("synthetic-smoke", "full,no-eem", 1, out, data, jobs=1, progress=False)
+    assert len(s["runs"]) == 2
+    trained = [(v, r) for v, _, r in calls["train"]]
+    assert trained == [("full", False), ("no-eem", False), ("no-eem", True)]  # resumed from its checkpoint
+
+
+def test_changed_sweep_definition_is_refused(tmp_path, fake_world):
+    _, _, data = fake_world
+    out = tmp_path / "sweep"
+    sw.run_sweep("synthetic-smoke", "full", 1, out, data, jobs=1, progress=False)
+    with pytest.raises(UserError, match="another protocol"):
+        sw.run_sweep("synthetic-standard", "full", 1, out, data, jobs=1, progress=False)
+
+
+def test_run_key_depends_on_variant_seed_and_config():
+    a = sw.RunSpec("full", 0, "smoke", "synthetic-smoke", "/d", "/o")
+    assert a.key.startswith("full-s0-") and a.key != sw.RunSpec("full", 1, "smoke", "synthetic-smoke", "/d", "/o").key
+    assert a.config_hash != sw.RunSpec("no-eem", 0, "smoke", "synthetic-smoke", "/d", "/o").config_hash
