@@ -159,6 +159,14 @@ def load_evaluators(data_dir, train_if_missing: bool = False, *, cache_dir=None,
     cfg = get_config(config)
     root = cache_root(data_dir, cache_dir)
     found = _find_cache(root, world.meta, cfg, seed)
+    if found is None and config is None:
+        # No default-config cache: use a cache of another named preset (e.g. "tiny") if one exists.
+        for name in PRESETS:
+            other = get_config(name)
+            found = _find_cache(root, world.meta, other, seed)
+            if found is not None:
+                cfg = other
+                break
     if found is None:
         if not train_if_missing:
             out = f" --out {cache_dir}" if cache_dir is not None else ""
