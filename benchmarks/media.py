@@ -44,6 +44,9 @@ def probe_video(path) -> dict:
         if not c.streams.video:
             raise InputError(f"{path}: has no video stream")
         v = c.streams.video[0]
+        if v.codec_context is None:  # e.g. a truncated mp4 whose stream has no decodable codec setup
+            raise InputError(f"{path}: the video stream cannot be decoded (truncated or corrupt header); "
+                             "re-encode it, e.g. ffmpeg -i IN -c:v libx264 -r 25 OUT.mp4")
         fps = float(v.average_rate or v.guessed_rate or 0)
         n = v.frames or 0
         if not n and v.duration is not None and v.time_base is not None and fps:
