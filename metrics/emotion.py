@@ -128,7 +128,7 @@ def load_emotion_fan(path=None, device=None, verify: bool = True, trusted: bool 
     state dict, with or without 'module.' prefixes. It is read with `weights_only=True`; `trusted=True`
     allows a full unpickle (only for files from a source you trust).
     """
-    from metrics.utils import resolve_device
+    from metrics.utils import load_matching_state, resolve_device
     from metrics.weights import locate
 
     p = locate("emotion-fan-mead", path, verify=verify)
@@ -141,18 +141,8 @@ def load_emotion_fan(path=None, device=None, verify: bool = True, trusted: bool 
         ) from None
     state = _strip_checkpoint(obj, p)
     model = EmotionFAN()
-    own = model.state_dict()
-    unexpected = sorted(set(state) - set(own))
-    missing = sorted(k for k in own if k not in state and not k.endswith("num_batches_tracked"))
-    wrong = sorted(k for k in state if k in own and tuple(state[k].shape) != tuple(own[k].shape))
-    if unexpected or missing or wrong:
-        raise CheckpointMismatchError(
-            f"{p} is not an Emotion-FAN resnet18_at checkpoint: {len(missing)} missing "
-            f"(e.g. {missing[:2]}), {len(unexpected)} unexpected (e.g. {unexpected[:2]}), "
-            f"{len(wrong)} of wrong shape (e.g. {wrong[:2]})"
-        )
-    own.update(state)  # as Emotion-FAN's load.model_parameters: older files lack num_batches_tracked
-    model.load_state_dict(own)
+    # Older files lack num_batches_tracked, as Emotion-FAN's load.model_parameters allows.
+    load_matching_state(model, state, p, "an Emotion-FAN resnet18_at checkpoint")
     return model.to(resolve_device(device)).eval()
 
 

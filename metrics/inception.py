@@ -135,7 +135,7 @@ def check_fid_images(images, what: str = "images") -> torch.Tensor:
 
 def load_fid_inception(path=None, device=None, verify: bool = True) -> FIDInceptionV3:
     """The FID Inception with `locate("inception-fid", path)` loaded strictly, in eval mode on `device`."""
-    from metrics.utils import resolve_device
+    from metrics.utils import load_matching_state, resolve_device
     from metrics.weights import locate
 
     p = locate("inception-fid", path, verify=verify)
@@ -147,15 +147,5 @@ def load_fid_inception(path=None, device=None, verify: bool = True) -> FIDIncept
     if not isinstance(state, dict):
         raise CheckpointMismatchError(f"{p} holds a {type(state).__name__}, not an Inception state dict")
     model = FIDInceptionV3()
-    own = model.state_dict()
-    missing = sorted(k for k in own if k not in state and not k.endswith("num_batches_tracked"))
-    unexpected = sorted(set(state) - set(own))
-    wrong = sorted(k for k in own if k in state and tuple(state[k].shape) != tuple(own[k].shape))
-    if missing or unexpected or wrong:
-        raise CheckpointMismatchError(
-            f"{p} is not pytorch-fid's FID Inception state dict: {len(missing)} missing "
-            f"(e.g. {missing[:2]}), {len(unexpected)} unexpected (e.g. {unexpected[:2]}), "
-            f"{len(wrong)} of wrong shape (e.g. {wrong[:2]})")
-    own.update(state)  # files saved before PyTorch 0.4.1 lack the BN num_batches_tracked buffers
-    model.load_state_dict(own)
+    load_matching_state(model, state, p, "pytorch-fid's FID Inception state dict")
     return model.to(resolve_device(device)).eval()

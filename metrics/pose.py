@@ -63,7 +63,7 @@ class Hopenet(nn.Module):
 
 def load_hopenet(path=None, device=None, verify: bool = True, trusted: bool = False) -> Hopenet:
     """Hopenet from `locate("hopenet", path)` (a plain state dict, possibly 'module.'-prefixed), eval mode."""
-    from metrics.utils import resolve_device
+    from metrics.utils import load_matching_state, resolve_device
     from metrics.weights import locate
 
     p = locate("hopenet", path, verify=verify)
@@ -80,18 +80,7 @@ def load_hopenet(path=None, device=None, verify: bool = True, trusted: bool = Fa
         raise CheckpointMismatchError(f"{p} holds a {type(state).__name__}, not a Hopenet state dict")
     state = {k.removeprefix("module."): v for k, v in state.items()}
     model = Hopenet()
-    own = model.state_dict()
-    unexpected = sorted(set(state) - set(own))
-    missing = sorted(k for k in own if k not in state and not k.endswith("num_batches_tracked"))
-    wrong = sorted(k for k in state if k in own and tuple(state[k].shape) != tuple(own[k].shape))
-    if unexpected or missing or wrong:
-        raise CheckpointMismatchError(
-            f"{p} is not a Hopenet (ResNet-50, 66 bins) state dict: {len(missing)} missing "
-            f"(e.g. {missing[:2]}), {len(unexpected)} unexpected (e.g. {unexpected[:2]}), "
-            f"{len(wrong)} of wrong shape (e.g. {wrong[:2]})"
-        )
-    own.update(state)  # files saved before PyTorch 0.4.1 lack the BN num_batches_tracked buffers
-    model.load_state_dict(own)
+    load_matching_state(model, state, p, "a Hopenet (ResNet-50, 66 bins) state dict")
     return model.to(resolve_device(device)).eval()
 
 

@@ -166,3 +166,23 @@ def provenance(**extra: Any) -> dict[str, Any]:
         pass
     info.update(to_jsonable(extra))
     return info
+
+
+def load_matching_state(model, state: dict, path, what: str) -> None:
+    """Load `state` into `model` after checking keys and shapes; one CheckpointMismatchError otherwise.
+
+    BatchNorm `num_batches_tracked` buffers may be absent (files saved before PyTorch 0.4.1 lack them);
+    the model's own values are kept for those.
+    """
+    from .errors import CheckpointMismatchError
+
+    own = model.state_dict()
+    missing = sorted(k for k in own if k not in state and not k.endswith("num_batches_tracked"))
+    unexpected = sorted(set(state) - set(own))
+    wrong = sorted(k for k in own if k in state and tuple(state[k].shape) != tuple(own[k].shape))
+    if missing or unexpected or wrong:
+        raise CheckpointMismatchError(
+            f"{path} is not {what}: {len(missing)} missing (e.g. {missing[:2]}), {len(unexpected)} unexpected "
+            f"(e.g. {unexpected[:2]}), {len(wrong)} of wrong shape (e.g. {wrong[:2]})")
+    own.update(state)
+    model.load_state_dict(own)
