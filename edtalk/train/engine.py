@@ -95,6 +95,10 @@ def build_models(train_cfg: TrainConfig, size: int):
     mcfg = dataclasses.replace(base, **{**train_cfg.model, "size": size})
     model = EDTalk(mcfg)
     identity_eem_init(model)
+    if train_cfg.flow_init == "identity":
+        identity_flow_init(model)
+    elif train_cfg.flow_init != "release":
+        raise InputError(f"flow_init must be 'identity' or 'release', not {train_cfg.flow_init!r}")
     disc = build_discriminator(mcfg)
     return model, disc, mcfg
 
@@ -119,6 +123,20 @@ def identity_eem_init(model: nn.Module) -> None:
                 block.norm2.mlp_beta.bias.zero_()
 
 
+def identity_flow_init(model: nn.Module) -> None:
+    """Zero the flow heads' modulated conv weights: flows start as the identity warp, masks at 0.5.
+
+    With LIA's random init the warps are random for the first hundreds of steps and tear the face
+    (seen in the smoke samples); starting from the identity the decoder first learns to copy the
+    source, then to move it. Gradients still reach the weights (they are linear in them)."""
+    from edtalk.model.generator import ToFlow
+
+    with torch.no_grad():
+        for head in model.modules():
+            if isinstance(head, ToFlow):
+                head.conv.weight.zero_()
+
+
 def build_discriminator(mcfg):
     from edtalk.model.discriminator import Discriminator
 
@@ -130,7 +148,8 @@ def stage_plan(cfg: TrainConfig) -> list[StageConfig]:
     if not cfg.joint_training:
         return list(cfg.stages)
     return [StageConfig("joint", sum(s.iterations for s in cfg.stages), max(s.batch_size for s in cfg.stages),
-                        lr=cfg.stages[0].lr if cfg.stages else 0.002, trainable=ALL_GROUPS)]
+                        lr=cfg.stages[0].lr if cfg.stages else 0.002, trainable=ALL_GROUPS,
+                        adam_beta1=cfg.stages[0].adam_beta1 if cfg.stages else 0.0)]
 
 
 def param_checksum(module: nn.Module) -> str:
@@ -307,9 +326,9 @@ class Trainer:
         self._resume = (ck["opt_g"], ck["opt_d"], ck["rng"])
 
     # --- one stage
-    def _optimisers(self, params_g, lr):
+    def _optimisers(self, params_g, lr, beta1: float = 0.0):
         # The released code's Adam: base lr scaled by the StyleGAN reg ratios (paper.md §2.1).
-        opt_g = torch.optim.Adam(params_g, lr=lr * 4 / 5, betas=(0.0, 0.99 ** (4 / 5)))
+        opt_g = torch.optim.Adam(params_g, lr=lr * 4 / 5, betas=(beta1, 0.99 ** (4 / 5)))
         opt_d = torch.optim.Adam(self.disc.parameters(), lr=lr * 16 / 17, betas=(0.0, 0.99 ** (16 / 17)))
         return opt_g, opt_d
 
@@ -344,7 +363,7 @@ class Trainer:
             self.state["completed"].append(scfg.name)
             self.state["stage_time"][scfg.name] = {"seconds": 0.0, "iterations": 0, "skipped": "no trainable parameters"}
             return
-        opt_g, opt_d = self._optimisers(params_g, scfg.lr)
+        opt_g, opt_d = self._optimisers(params_g, scfg.lr, scfg.adam_beta1)
         if self._resume is not None:
             if self._resume[0] is not None:
                 opt_g.load_state_dict(self._resume[0])
