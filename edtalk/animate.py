@@ -20,6 +20,7 @@ from edtalk.model import EDTalk
 from edtalk.model.audio2motion import smooth_coefficients  # noqa: F401 (the release's kernel 3, sigma 1)
 from metrics.errors import InputError
 
+
 def _check_frames(name: str, x: torch.Tensor, size: int) -> None:
     if x.dim() != 4 or x.shape[1] != 3:
         raise InputError(f"{name} must be (T, 3, H, W) frames in [-1, 1], got shape {tuple(x.shape)}")

@@ -12,7 +12,6 @@ mismatch names what is missing, unexpected or of the wrong shape.
 from __future__ import annotations
 
 import dataclasses
-import pickle
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +22,7 @@ from edtalk.config import model_preset
 from edtalk.model import EDTalk
 from edtalk.model.audio import Audio2Lip
 from metrics.errors import CheckpointMismatchError, InputError, MissingWeightsError
+from metrics.utils import safe_torch_load, state_dict_differences
 
 OFFICIAL_FILES = {
     "generator": "EDTalk.pt",
@@ -34,20 +34,11 @@ EMOTIONS = ("angry", "contempt", "disgusted", "fear", "happy", "neutral", "sad",
 
 
 def read_checkpoint(path: str | Path) -> dict:
-    """torch.load with weights_only=True and errors that say what to do."""
+    """torch.load with weights_only=True (`metrics.utils.safe_torch_load`) and errors that say what to do."""
     path = Path(path)
     if not path.is_file():
         raise MissingWeightsError(f"checkpoint {path} not found; download it from {RELEASE_URL}")
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as exc:
-        raise CheckpointMismatchError(
-            f"{path} needs arbitrary code to unpickle ({str(exc).splitlines()[0][:160]}); refusing to "
-            "execute it. Re-save it as a plain state dict (torch.save(model.state_dict(), ...)) from a "
-            "trusted environment") from exc
-    except (RuntimeError, EOFError, OSError, ValueError) as exc:
-        raise CheckpointMismatchError(f"{path} is not a readable torch checkpoint (truncated or corrupt?): "
-                                      f"{str(exc).splitlines()[0][:160]}") from exc
+    obj = safe_torch_load(path, "an EDTalk checkpoint")
     if not isinstance(obj, dict):
         raise CheckpointMismatchError(f"{path} holds a {type(obj).__name__}, expected a dict of state dicts")
     return obj
@@ -55,23 +46,11 @@ def read_checkpoint(path: str | Path) -> dict:
 
 def check_state_dict(module: nn.Module, state: dict, source: str) -> None:
     """Raise CheckpointMismatchError listing missing/unexpected keys and shape mismatches."""
-    own = module.state_dict()
-    missing = sorted(set(own) - set(state))
-    unexpected = sorted(set(state) - set(own))
-    wrong = sorted(f"{k}: file {tuple(state[k].shape)} vs model {tuple(own[k].shape)}"
-                   for k in set(own) & set(state) if tuple(own[k].shape) != tuple(state[k].shape))
-    if missing or unexpected or wrong:
-        def show(items):
-            return ", ".join(items[:6]) + (f" … (+{len(items) - 6})" if len(items) > 6 else "")
-
-        parts = []
-        if missing:
-            parts.append(f"{len(missing)} missing ({show(missing)})")
-        if unexpected:
-            parts.append(f"{len(unexpected)} unexpected ({show(unexpected)})")
-        if wrong:
-            parts.append(f"{len(wrong)} of the wrong shape ({show(wrong)})")
-        raise CheckpointMismatchError(f"{source} does not match the architecture: " + "; ".join(parts))
+    if not isinstance(state, dict):
+        raise CheckpointMismatchError(f"{source} holds a {type(state).__name__}, not a state dict")
+    diff = state_dict_differences(module.state_dict(), state)
+    if diff:
+        raise CheckpointMismatchError(f"{source} does not match the architecture: {diff}")
 
 
 def _entry(ckpt: dict, key: str, path) -> dict:

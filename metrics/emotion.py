@@ -20,8 +20,6 @@ takes the face chips (it does not detect faces) and applies Resize(224) + ToTens
 
 from __future__ import annotations
 
-import pickle
-
 import numpy as np
 import torch
 from torch import nn
@@ -121,24 +119,18 @@ def _strip_checkpoint(obj, path) -> dict[str, torch.Tensor]:
     }
 
 
-def load_emotion_fan(path=None, device=None, verify: bool = True, trusted: bool = False) -> EmotionFAN:
+def load_emotion_fan(path=None, device=None, verify: bool = True) -> EmotionFAN:
     """EAT's Emotion-FAN from `locate("emotion-fan-mead", path)`, in eval mode on `device`.
 
     The checkpoint may be the release's `{'state_dict': {'module.conv1.weight': ...}, ...}` or a bare
-    state dict, with or without 'module.' prefixes. It is read with `weights_only=True`; `trusted=True`
-    allows a full unpickle (only for files from a source you trust).
+    state dict, with or without 'module.' prefixes. It is read with `weights_only=True` (numpy scalars
+    such as a stored accuracy are allowed); a file that needs arbitrary code is refused.
     """
-    from metrics.utils import load_matching_state, resolve_device
+    from metrics.utils import load_matching_state, resolve_device, safe_torch_load
     from metrics.weights import locate
 
     p = locate("emotion-fan-mead", path, verify=verify)
-    try:
-        obj = torch.load(p, map_location="cpu", weights_only=not trusted)
-    except pickle.UnpicklingError as e:
-        raise CheckpointMismatchError(
-            f"{p} holds Python objects besides tensors ({str(e).splitlines()[0][:120]}); "
-            "if you trust the file, load it with trusted=True"
-        ) from None
+    obj = safe_torch_load(p, "an Emotion-FAN checkpoint")
     state = _strip_checkpoint(obj, p)
     model = EmotionFAN()
     # Older files lack num_batches_tracked, as Emotion-FAN's load.model_parameters allows.

@@ -14,8 +14,6 @@ pytorch-fid's `ToTensor()` does to the PNG frames it reads.
 """
 from __future__ import annotations
 
-import pickle
-
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -135,15 +133,11 @@ def check_fid_images(images, what: str = "images") -> torch.Tensor:
 
 def load_fid_inception(path=None, device=None, verify: bool = True) -> FIDInceptionV3:
     """The FID Inception with `locate("inception-fid", path)` loaded strictly, in eval mode on `device`."""
-    from metrics.utils import load_matching_state, resolve_device
+    from metrics.utils import load_matching_state, resolve_device, safe_torch_load
     from metrics.weights import locate
 
     p = locate("inception-fid", path, verify=verify)
-    try:
-        state = torch.load(p, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError) as e:
-        first = str(e).splitlines()[0][:120]
-        raise CheckpointMismatchError(f"{p} is not a loadable torch state dict ({first})") from None
+    state = safe_torch_load(p, "pytorch-fid's FID Inception state dict")
     if not isinstance(state, dict):
         raise CheckpointMismatchError(f"{p} holds a {type(state).__name__}, not an Inception state dict")
     model = FIDInceptionV3()

@@ -9,7 +9,9 @@ paired with `pair_indices`, gray image by `cv2.COLOR_BGR2GRAY` applied to the RG
 and blue weights are swapped), dlib frontal detector with upsample 0 and the first face,
 `shape_predictor_68_face_landmarks.dat`, integer pixel coordinates. (The 128x128 crop itself,
 `code/utils_crop.py`, detects with upsample 1.) Frame pairs where either side has no face are skipped;
-a video's LMD is the mean over its valid frames, the dataset's the mean over videos.
+a video's LMD is the mean over its valid frames, the dataset's the mean over videos. Unlike EAT, which
+drops a video without any detected face (flattering a method whose output lost the face), such a video
+is an `InputError` naming it, to be cropped or given another detector.
 """
 
 from __future__ import annotations
@@ -75,15 +77,26 @@ class Dlib68Detector:
         return f"Dlib68Detector({self.path.name}, upsample={self.upsample}, eat_gray={self.eat_gray})"
 
 
-def detect_paired(frames_pred, frames_target, detector) -> tuple[np.ndarray, np.ndarray]:
-    """Landmarks of both videos on EAT's paired frames (`pair_indices`): two (L, 68, 2) arrays."""
+def detect_paired(frames_pred, frames_target, detector, source=None) -> tuple[np.ndarray, np.ndarray]:
+    """Landmarks of both videos on EAT's paired frames (`pair_indices`): two (L, 68, 2) arrays.
+
+    Frames without a face are NaN rows and are skipped later (EAT); a video in which the detector finds
+    no face at all is an `InputError` naming it (`source`, e.g. the file or case) and its first frame.
+    """
     fp, ft = check_frames(frames_pred, "generated frames"), check_frames(frames_target, "ground-truth frames")
     ip, it = pair_indices(len(fp), len(ft))
     lp, lt = np.asarray(detector(fp[ip]), np.float64), np.asarray(detector(ft[it]), np.float64)
-    for name, lm in (("generated", lp), ("ground-truth", lt)):
+    for name, lm, idx in (("generated", lp, ip), ("ground-truth", lt, it)):
         if lm.shape != (len(ip), 68, 2):
             raise InputError(
                 f"detector returned {lm.shape} for {len(ip)} {name} frames; it must return (T, 68, 2)"
+            )
+        if not np.isfinite(lm).all(axis=(1, 2)).any():
+            where = f"{source}: " if source else ""
+            raise InputError(
+                f"{where}the landmark detector found no face in any of the {len(idx)} {name} frames checked "
+                f"(frame {int(idx[0])} onwards); crop the video to the face (EAT's 128x128 aligned crops) "
+                "or pass another detector"
             )
     return lp, lt
 
@@ -121,8 +134,9 @@ class _LandmarkDistance(Metric):
         if valid.any():  # EAT skips videos without a single valid frame
             self.per_video.append(float(d[valid].mean()))
 
-    def update_frames(self, frames_pred, frames_target, detector=None) -> None:
-        """One video from frames: pair (EAT linspace), detect with `detector` (else the metric's), update."""
+    def update_frames(self, frames_pred, frames_target, detector=None, source=None) -> None:
+        """One video from frames: pair (EAT linspace), detect with `detector` (else the metric's), update.
+        A video without any detected face raises `InputError` naming `source` (the file or case)."""
         fp, ft = (
             check_frames(frames_pred, "generated frames"),
             check_frames(frames_target, "ground-truth frames"),
@@ -138,7 +152,7 @@ class _LandmarkDistance(Metric):
         detector = detector if detector is not None else self.detector
         if detector is None:
             self.detector = detector = Dlib68Detector()
-        self.update(*detect_paired(fp, ft, detector))
+        self.update(*detect_paired(fp, ft, detector, source))
 
     def compute(self) -> float:
         if not self.per_video:

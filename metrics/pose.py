@@ -16,8 +16,6 @@ Weights: `hopenet_robust_alpha1.pkl` (300W-LP, alpha 1, robust), key "hopenet".
 
 from __future__ import annotations
 
-import pickle
-
 import numpy as np
 import torch
 from torch import nn
@@ -61,19 +59,15 @@ class Hopenet(nn.Module):
         return torch.stack([hopenet_degrees(lg, self.num_bins) for lg in self(x)], dim=1)
 
 
-def load_hopenet(path=None, device=None, verify: bool = True, trusted: bool = False) -> Hopenet:
-    """Hopenet from `locate("hopenet", path)` (a plain state dict, possibly 'module.'-prefixed), eval mode."""
-    from metrics.utils import load_matching_state, resolve_device
+def load_hopenet(path=None, device=None, verify: bool = True) -> Hopenet:
+    """Hopenet from `locate("hopenet", path)` (a plain state dict, possibly 'module.'-prefixed), eval mode.
+
+    Read with `weights_only=True`: a file that needs arbitrary code to unpickle is refused."""
+    from metrics.utils import load_matching_state, resolve_device, safe_torch_load
     from metrics.weights import locate
 
     p = locate("hopenet", path, verify=verify)
-    try:
-        state = torch.load(p, map_location="cpu", weights_only=not trusted)
-    except pickle.UnpicklingError as e:
-        raise CheckpointMismatchError(
-            f"{p} holds Python objects besides tensors ({str(e).splitlines()[0][:120]}); "
-            "if you trust the file, load it with trusted=True"
-        ) from None
+    state = safe_torch_load(p, "a Hopenet state dict")
     if isinstance(state, dict) and "state_dict" in state:
         state = state["state_dict"]
     if not isinstance(state, dict):

@@ -63,12 +63,14 @@ def load_syncnet(path, device="cpu") -> SyncNet:
     path = Path(path)
     if not path.is_file():
         raise MissingWeightsError(f"SyncNet weights {path} not found; download syncnet_v2.model from {SYNCNET_URL}")
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    from metrics.utils import safe_torch_load, state_dict_differences
+
+    state = safe_torch_load(path, "syncnet_python's SyncNet state dict")
     model = SyncNet()
-    missing, unexpected = set(model.state_dict()) - set(state), set(state) - set(model.state_dict())
-    if missing or unexpected:
-        raise InputError(f"{path} is not a syncnet_python S state dict: {len(missing)} missing keys "
-                         f"(e.g. {sorted(missing)[:2]}), {len(unexpected)} unexpected (e.g. {sorted(unexpected)[:2]})")
+    diff = state_dict_differences(model.state_dict(), state) if isinstance(state, dict) else \
+        f"it holds a {type(state).__name__}"
+    if diff:
+        raise InputError(f"{path} is not a syncnet_python S state dict: {diff}")
     model.load_state_dict(state)
     return model.to(device).eval()
 

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks import media
+from benchmarks.datasets.common import duplicates, parse_names, preview
 from metrics.errors import InputError
 
 MEAD_EMOTIONS = ("angry", "contempt", "disgusted", "fear", "happy", "neutral", "sad", "surprised")
@@ -61,21 +62,22 @@ def load_official_lists(lists_dir) -> dict[str, list[str]]:
         names = json.loads(f.read_text())
         if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
             raise InputError(f"{f} is not a JSON list of clip names")
-        dupes = {n for n in names if names.count(n) > 1} if len(names) < 5000 else _dupes(names)
+        dupes = duplicates(names)
         if dupes:
-            raise InputError(f"{f} lists {len(dupes)} clip names twice (e.g. {sorted(dupes)[0]})")
+            raise InputError(f"{f} lists {len(dupes)} clip names twice: {preview(dupes)}; keep one of each")
+        parse_names(names, parse_official_name, str(f),
+                    "MEAD <id>#<emotion>#level_<k>#<nnn> or HDTF <video>#<k>")
         out[split] = names
-    overlap = set(out["train"]) & set(out["test"])
+    overlap = sorted(set(out["train"]) & set(out["test"]))
     if overlap:
-        raise InputError(f"train and test lists share {len(overlap)} clips (e.g. {sorted(overlap)[0]})")
+        raise InputError(f"train and test lists share {len(overlap)} clips: {preview(overlap)}; "
+                         "a clip belongs to one split")
     return out
 
 
-def _dupes(names: list[str]) -> set[str]:
-    seen, dupes = set(), set()
-    for n in names:
-        (dupes if n in seen else seen).add(n)
-    return dupes
+def parse_official_name(name: str) -> dict:
+    """A name of the official lists: MEAD clip (`parse_mead_name`) or HDTF segment (`parse_hdtf_name`)."""
+    return parse_mead_name(name) if MEAD_NAME.match(name) else parse_hdtf_name(name)
 
 
 def parse_mead_name(name: str) -> dict:
@@ -117,7 +119,8 @@ class MEAD:
         return out
 
     def available(self, split: str) -> tuple[list[MeadClip], list[str]]:
-        """(clips whose video and audio exist, names of the missing ones)."""
+        """(clips whose video and audio exist, names of the missing ones); an empty root is an error."""
+        _require_entries(self.root, "MEAD", "ROOT/<id>/video/front/<emotion>/level_<k>/<nnn>.mp4")
         have, missing = [], []
         for c in self.clips(split):
             if c.video.is_file() and c.audio.is_file():
@@ -151,14 +154,27 @@ class HDTF:
     def videos(self, split: str) -> list[str]:
         return sorted({s.video_id for s in self.segments(split)})
 
+    def available(self, split: str) -> tuple[list[HdtfSegment], list[str]]:
+        """(segments whose full-length video exists, names of the missing ones); an empty root is an error."""
+        _require_entries(self.root, "HDTF", "ROOT/<video>.mp4")
+        have, missing = [], []
+        for seg in self.segments(split):
+            if seg.video.is_file():
+                have.append(seg)
+            else:
+                missing.append(seg.name)
+        return have, missing
+
+
+def _require_entries(root: Path, what: str, layout: str) -> None:
+    if not any(root.iterdir()):
+        raise InputError(f"{what} root {root} is an empty directory; download {what} there in its released "
+                         f"layout ({layout})")
+
 
 def resample_indices(n_frames: int, src_fps: float, dst_fps: float = TARGET_FPS) -> np.ndarray:
     """Source frame index for each output frame at `dst_fps` (nearest earlier timestamp, as ffmpeg -r)."""
-    if src_fps <= 0:
-        raise InputError(f"invalid source frame rate {src_fps}")
-    duration = n_frames / src_fps
-    n_out = int(np.floor(duration * dst_fps + 1e-6))
-    return np.minimum(np.floor(np.arange(n_out) * src_fps / dst_fps + 1e-6).astype(int), n_frames - 1)
+    return media.resample_indices(n_frames, src_fps, dst_fps)
 
 
 def center_square(frames: np.ndarray) -> np.ndarray:
@@ -169,21 +185,30 @@ def center_square(frames: np.ndarray) -> np.ndarray:
 
 
 def preprocess_clip(video, out_video, out_audio=None, audio=None, size: int = 256, fps: float = TARGET_FPS,
-                    start: float = 0.0, duration: float | None = None, crop: tuple[int, int, int, int] | None = None
-                    ) -> dict:
-    """Resample to `fps`, crop (a fixed box x0, y0, x1, y1, or the centred square), resize to size x size,
-    write H.264; audio (from `audio` or the video) to 16 kHz mono wav. Returns what was done."""
+                    start: float = 0.0, duration: float | None = None,
+                    crop: tuple[int, int, int, int] | None = None,
+                    av_tolerance_s: float = media.AV_TOLERANCE_S) -> dict:
+    """Resample to `fps` (by timestamp if the rate varies), crop (a fixed box x0, y0, x1, y1, or the
+    centred square), resize to size x size, write H.264; audio (from `audio` or the video) to 16 kHz mono
+    wav, cut or padded to the video's duration (refused beyond `av_tolerance_s`). Returns what was done:
+    frame-rate, colour, audio and length conversions included."""
     from PIL import Image
 
     clip = media.read_video(video)
     frames, src_fps = clip.frames, clip.fps
-    first = int(round(start * src_fps))
-    last = len(frames) if duration is None else min(len(frames), int(round((start + duration) * src_fps)))
-    if first >= len(frames):
-        raise InputError(f"{video}: start {start:.2f}s is past the end ({len(frames) / src_fps:.2f}s)")
-    frames = frames[first:last]
-    idx = resample_indices(len(frames), src_fps, fps)
-    frames = frames[idx]
+    n = len(frames)
+    if clip.vfr and clip.times is not None:  # cut by timestamp: frame indices do not map to seconds
+        first = int(np.searchsorted(clip.times, start - 1e-6))
+        last = n if duration is None else int(np.searchsorted(clip.times, start + duration - 1e-6))
+    else:
+        first = int(round(start * src_fps))
+        last = n if duration is None else min(n, int(round((start + duration) * src_fps)))
+    if first >= n:
+        raise InputError(f"{video}: start {start:.2f}s is past the end ({n / src_fps:.2f}s)")
+    times = None if clip.times is None else clip.times[first:last]
+    part = media.VideoClip(frames[first:last], src_fps, times, clip.timing, clip.conversions, clip.source)
+    part, fps_record = media.conform_fps(part, fps, policy="resample")
+    frames = part.frames
     if crop is not None:
         x0, y0, x1, y1 = crop
         frames = frames[:, y0:y1, x0:x1]
@@ -193,12 +218,20 @@ def preprocess_clip(video, out_video, out_audio=None, audio=None, size: int = 25
         frames = np.stack([np.asarray(Image.fromarray(f).resize((size, size), Image.BICUBIC)) for f in frames])
     media.write_video(out_video, frames, fps=fps)
     record = {"source": str(video), "source_fps": src_fps, "fps": fps, "frames": int(len(frames)),
-              "resampled": abs(src_fps - fps) > 1e-3, "size": size, "crop": list(crop) if crop else "center-square"}
+              "resampled": fps_record["action"] == "resampled", "fps_conversion": fps_record, "size": size,
+              "crop": list(crop) if crop else "center-square"}
+    if "color" in clip.conversions:
+        record["color_conversion"] = clip.conversions["color"]
     if out_audio is not None:
-        wav = media.read_audio(audio or video, TARGET_RATE)
+        audio_info: dict = {}
+        wav = media.read_audio(audio or video, TARGET_RATE, info=audio_info)
         a0 = int(round(start * TARGET_RATE))
-        wav = wav[a0: a0 + int(round(len(frames) / fps * TARGET_RATE))]
+        # A segment (duration given) is cut from a longer recording, so only a short audio is a mismatch.
+        wav, sync = media.fit_audio_to_video(wav[a0:], len(frames), fps, TARGET_RATE, av_tolerance_s,
+                                             source=audio or video, allow_longer_audio=duration is not None)
         media.write_wav(out_audio, wav, TARGET_RATE)
+        record["audio_conversion"] = audio_info
+        record["audio_sync"] = sync
         record["audio_samples"] = int(len(wav))
         record["audio_video_mismatch_s"] = round(len(wav) / TARGET_RATE - len(frames) / fps, 4)
     return record

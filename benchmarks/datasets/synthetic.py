@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks import media
+from benchmarks.datasets.common import parse_names
 from benchmarks.synthetic.writer import clip_paths
 from metrics.errors import InputError
 
@@ -40,9 +41,13 @@ class SyntheticWorld:
             raise InputError(f"{table} is missing: the world was not written completely; re-run `edtalk data synth`")
         with open(table, newline="") as f:
             rows = list(csv.DictReader(f))
+        if not rows:
+            raise InputError(f"{table} lists no clips: the world is empty; re-run `edtalk data synth`")
+        # every name must parse and be unique: the file layout is derived from it
+        parsed = parse_names([r.get("name") or "" for r in rows], where=str(table))
         self._clips = []
-        for r in rows:
-            paths = clip_paths(self.root, r["identity"], r["emotion"], int(r["level"]), int(r["name"][-3:]))
+        for r, p in zip(rows, parsed, strict=True):
+            paths = clip_paths(self.root, r["identity"], r["emotion"], int(r["level"]), p["index"])
             self._clips.append(SyntheticClip(r["name"], r["identity"], r["emotion"], int(r["level"]), r["split"],
                                              paths["video"], paths["audio"], paths["groundtruth"], int(r["n_frames"])))
         self._frames = lru_cache(maxsize=256)(self._read_frames)

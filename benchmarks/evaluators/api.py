@@ -128,8 +128,10 @@ class Evaluators:
 
 # --------------------------------------------------------------------------------------------------
 def _load_net(path: Path, kind: str) -> tuple[torch.nn.Module, dict]:
-    ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    if ckpt.get("format") != FORMAT or ckpt.get("kind") != kind:
+    from metrics.utils import safe_torch_load
+
+    ckpt = safe_torch_load(path, "an evaluator checkpoint")
+    if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT or ckpt.get("kind") != kind:
         raise CheckpointMismatchError(f"{path} is not a {FORMAT} {kind} checkpoint; delete it and run "
                                       "`edtalk evaluators train` again")
     net = build_net(kind, ckpt["init"])

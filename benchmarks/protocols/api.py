@@ -30,8 +30,13 @@ def evaluate_protocol(protocol: str, out, *, run_dir=None, videos=None, data=Non
                          "(made by `edtalk data synth`)")
     from benchmarks.datasets.synthetic import SyntheticWorld
     from benchmarks.evaluators import load_evaluators
-    from benchmarks.protocols.synthetic import (LandmarkReaders, SyntheticScorer, TrainedModelMethod,
-                                                confusion_from_results, synthetic_cases)
+    from benchmarks.protocols.synthetic import (
+        LandmarkReaders,
+        SyntheticScorer,
+        TrainedModelMethod,
+        confusion_from_results,
+        synthetic_cases,
+    )
 
     world = SyntheticWorld(data)
     if int(world.meta["size"]) != proto.size:
@@ -43,7 +48,8 @@ def evaluate_protocol(protocol: str, out, *, run_dir=None, videos=None, data=Non
         method = TrainedModelMethod(run_dir, world, device=device)
         info = method.describe
     else:
-        method = folder_method(videos)
+        # Videos must be at the protocol's frame rate and size (refused otherwise, with the fix).
+        method = folder_method(videos, fps=proto.fps, fps_policy=proto.fps_policy, size=proto.size)
         info = {"kind": "videos", "name": Path(videos).name, "path": str(Path(videos).resolve())}
     scorer = SyntheticScorer(world, ev, names)
     cases = synthetic_cases(world, proto)
@@ -54,6 +60,12 @@ def evaluate_protocol(protocol: str, out, *, run_dir=None, videos=None, data=Non
                        config={"data": str(Path(data).resolve()), "world": world.meta},
                        seeds={"bootstrap": proto.aggregation.get("bootstrap_seed", 0)},
                        evaluator_weights=weights, progress=progress)
+    conversions = getattr(method, "conversions", None)
+    if conversions:
+        # What the reader changed (frame rate resampled, grey/alpha to RGB) for the cases read in this
+        # process; a resumed evaluation lists only the cases it read itself.
+        results["input_conversions"] = dict(conversions)
+        atomic_write_json(out, results)
     if "acc_emo" in names:
         atomic_write_json(out.with_name("confusion.json"), confusion_from_results(results))
     if run_dir is not None and disentanglement and not out.with_name("disentanglement.json").exists():

@@ -70,25 +70,63 @@ def aggregate(rows: list[dict], protocol: Protocol, metrics: Iterable[str]) -> d
     return out
 
 
-def folder_method(folder: str | os.PathLike, reader: Callable | None = None) -> Callable[[Case], np.ndarray]:
-    """A method whose videos already exist: `<folder>/<case.name>.mp4` (any method, any baseline)."""
+def folder_method(folder: str | os.PathLike, reader: Callable | None = None, *, fps: float | None = 25.0,
+                  fps_policy: str = "refuse", size: int | None = None) -> Callable[[Case], np.ndarray]:
+    """A method whose videos already exist: `<folder>/<case.name>.mp4` (any method, any baseline).
+
+    The folder is checked up front: no videos, videos only in subfolders, and two files for one case
+    name (`a.mp4` + `a.MP4`, or `a.mp4` + `sub/a.mkv`) are one-line `InputError`s. With the default
+    reader every video is brought to `fps` under `fps_policy` ("refuse", the protocols' default, or
+    "resample"; `fps=None` skips it) and, if `size` is given, checked to be size x size; what was
+    converted (frame rate, grayscale/alpha to RGB) is kept per case in `method.conversions`.
+    """
+    import difflib
+
+    from benchmarks.datasets.common import duplicates, preview
+
+    exts = (".mp4", ".avi", ".mov", ".mkv")
     root = Path(folder)
     if not root.is_dir():
         raise InputError(f"--videos {root}: not a directory; pass the folder holding <case>.mp4 files")
+    videos = sorted(p for p in root.rglob("*") if p.suffix.lower() in exts and p.is_file())
+    if not videos:
+        raise InputError(f"--videos {root}: no video files ({', '.join(exts)}) in it; pass the folder "
+                         "holding <case>.mp4 files")
+    top = {p.stem: p for p in videos if p.parent == root}
+    if not top:
+        nested = preview(str(p.relative_to(root)) for p in videos)
+        raise InputError(f"--videos {root}: no videos at its top level but {len(videos)} in subfolders "
+                         f"({nested}); pass the folder that holds them")
+    dup = duplicates(p.stem for p in videos)
+    if dup:
+        clash = [" + ".join(str(p.relative_to(root)) for p in videos if p.stem == d) for d in dup]
+        raise InputError(f"--videos {root}: {len(dup)} case names have more than one video "
+                         f"({preview(clash)}); keep one file per case")
+    conversions: dict[str, dict] = {}
 
     def method(case: Case) -> np.ndarray:
-        for ext in (".mp4", ".avi", ".mov", ".mkv"):
-            p = root / f"{case.name.replace('/', '_')}{ext}"
-            if p.is_file():
-                if reader is not None:
-                    return reader(p)
-                from benchmarks.media import read_video
+        key = case.name.replace("/", "_")
+        p = top.get(key) or next((q for q in (root / f"{key}{e}" for e in exts) if q.is_file()), None)
+        if p is None:
+            close = difflib.get_close_matches(key, list(top), n=1)
+            hint = f" (closest file: {top[close[0]].name})" if close else ""
+            raise InputError(f"{root}: no video for test case {case.name!r} (expected {key}.mp4){hint}; "
+                             "generate every case of the protocol or pick a protocol your method supports")
+        if reader is not None:
+            return reader(p)
+        from benchmarks.media import check_size, conform_fps, read_video
 
-                return read_video(p).frames
-        raise InputError(f"{root}: no video for test case {case.name!r} (expected {case.name}.mp4); "
-                         "generate every case of the protocol or pick a protocol your method supports")
+        clip = read_video(p)
+        if fps is not None:
+            clip, _ = conform_fps(clip, fps, fps_policy)
+        if size is not None:
+            check_size(clip, size)
+        if clip.conversions:
+            conversions[case.name] = clip.conversions
+        return clip.frames
 
     method.describe = {"kind": "videos", "path": str(root.resolve())}  # type: ignore[attr-defined]
+    method.conversions = conversions  # type: ignore[attr-defined]
     return method
 
 
@@ -123,13 +161,16 @@ class RowStore:
                 torn = True
                 continue
             good.append(obj)
-        if not good or good[0].get("schema") != ROWS_SCHEMA:
+        if not good or not isinstance(good[0], dict) or good[0].get("schema") != ROWS_SCHEMA:
             raise InputError(f"{self.path}: not an edtalk-bench rows file; move it away or choose another --out")
         head = good[0]
         if head.get("key") != self.header["key"]:
             raise InputError(f"{self.path}: holds rows of a different protocol/method/config "
                              f"({head.get('protocol')}); use another --out or delete it to start over")
         for obj in good[1:]:
+            if not isinstance(obj, dict) or not isinstance(obj.get("case"), str) or "scores" not in obj:
+                torn = True  # a line that parses but is not a whole row (corrupted bytes): re-run that case
+                continue
             self.rows[obj["case"]] = obj  # a duplicate (never written twice, but be safe) keeps the last
         if torn or len(good) - 1 != len(self.rows):
             self._rewrite()

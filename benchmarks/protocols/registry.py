@@ -125,9 +125,13 @@ def get_protocol(name: str | Protocol) -> Protocol:
         return name
     if name in PROTOCOLS:
         return PROTOCOLS[name]
-    base = str(name).split("@")[0]
-    if base in PROTOCOLS and str(name) == f"{base}@{PROTOCOLS[base].version}":
-        return PROTOCOLS[base]
+    base, _, version = str(name).partition("@")
+    if base in PROTOCOLS:
+        if version == PROTOCOLS[base].version:
+            return PROTOCOLS[base]
+        current = PROTOCOLS[base].version
+        raise InputError(f"protocol {base!r} is at version {current}, not {version!r}: numbers from another "
+                         f"version are not comparable; use {base!r} or {base}@{current}")
     close = difflib.get_close_matches(base, list(PROTOCOLS), n=1, cutoff=0.3)
     hint = f" (did you mean {close[0]!r}?)" if close else ""
     raise InputError(f"unknown protocol {name!r}{hint}; known protocols: {', '.join(PROTOCOLS)}")

@@ -86,8 +86,8 @@ class TrainedModelMethod:
 class SyntheticScorer:
     """`scorer(case, frames) -> {metric: value}` for the synthetic protocols."""
 
-    def __init__(self, world, evaluators, metrics: list[str]):
-        self.world, self.ev, self.metrics = world, evaluators, list(metrics)
+    def __init__(self, world, evaluators, metrics: list[str], chunk: int = 64):
+        self.world, self.ev, self.metrics, self.chunk = world, evaluators, list(metrics), int(chunk)
         self._by_name = {c.name: c for c in world.clips(None)}
         self.confusion = np.zeros((8, 8), np.int64)
 
@@ -105,10 +105,16 @@ class SyntheticScorer:
         frames, real = frames[:n], real[:n]
         out: dict = {}
         want = set(self.metrics)
+        # Per-frame scores in chunks: psnr_per_frame works in float64 on whatever it is given, which for
+        # a whole long clip is 8x the clip's uint8 size (x2 for the difference), per metric.
+        def per_frame(fn):
+            return np.concatenate([fn(frames[i:i + self.chunk], real[i:i + self.chunk])
+                                   for i in range(0, n, self.chunk)])
+
         if "psnr" in want:
-            out["psnr"] = float(psnr_per_frame(frames, real).mean())
+            out["psnr"] = float(per_frame(psnr_per_frame).mean())
         if "ssim" in want:
-            out["ssim"] = float(ssim_per_frame(frames, real).mean())
+            out["ssim"] = float(per_frame(ssim_per_frame).mean())
         lm = None
         if want & {"m_lmd", "f_lmd", "sync_conf"}:
             lm = self.ev.landmarks(frames)

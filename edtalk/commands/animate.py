@@ -40,8 +40,6 @@ def register(sub) -> None:
 def _load_model(args, device):
     from pathlib import Path
 
-    import torch
-
     from edtalk import official
     from edtalk.config import ModelConfig
     from edtalk.model import EDTalk
@@ -67,7 +65,6 @@ def _load_model(args, device):
 def run(args) -> int:
     from pathlib import Path
 
-    import numpy as np
     import torch
     from tqdm import tqdm
 

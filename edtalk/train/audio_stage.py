@@ -166,7 +166,6 @@ def records_from_world(
 ) -> list[ClipRecord]:
     """Read clips of a `SyntheticWorld`-like reader into `ClipRecord`s (mel, targets, speech features)."""
     from edtalk.audio_features import mel_windows, melspectrogram
-
     from edtalk.model.expression_predictor import build_extractor
 
     if cfg.targets not in ("gt", "model"):
@@ -869,7 +868,9 @@ def load_trained_generator(run_dir, device=None):
     from metrics.errors import CheckpointMismatchError
 
     try:
-        ck = torch.load(path, map_location="cpu", weights_only=True)
+        from metrics.utils import safe_torch_load
+
+        ck = safe_torch_load(path, "a model.pt from `edtalk train`")
         model = EDTalk(ModelConfig(**ck["model_config"]))
         model.load_state_dict(ck["model"])
     except Exception as exc:  # unreadable, foreign or mismatched file: one line naming it

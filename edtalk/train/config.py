@@ -98,7 +98,7 @@ class TrainConfig:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "TrainConfig":
+    def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
         d = dict(d)
         d["losses"] = LossConfig(**{**d.get("losses", {}),
                                     "perceptual_scales": tuple(d.get("losses", {}).get("perceptual_scales",

@@ -53,11 +53,11 @@ class FramePool:
         self.neutral = {i: [k for k in v if clips[k].emotion == "neutral"] or v for i, v in self.by_identity.items()}
         self.emotional = {i: [k for k in v if clips[k].emotion != "neutral"] or v for i, v in self.by_identity.items()}
 
-    def split(self, split: str) -> "FramePool":
+    def split(self, split: str) -> FramePool:
         return FramePool([c for c in self.clips if c.split == split])
 
     @classmethod
-    def from_world(cls, root, split: str | None = "train") -> "FramePool":
+    def from_world(cls, root, split: str | None = "train") -> FramePool:
         try:
             from benchmarks.datasets.synthetic import SyntheticWorld
         except ImportError as exc:  # pragma: no cover - depends on the data package being installed
@@ -75,7 +75,7 @@ class FramePool:
 
     @classmethod
     def generate(cls, n_identities: int, clips_per_identity: int, n_frames: int, size: int, seed: int,
-                 test_identities: int = 2) -> "FramePool":
+                 test_identities: int = 2) -> FramePool:
         """A small world in memory: the first `n_identities` train identities, then held-out ones."""
         from benchmarks.synthetic import generate_clip
 

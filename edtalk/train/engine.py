@@ -21,7 +21,6 @@ import dataclasses
 import hashlib
 import io
 import json
-import math
 import os
 import random
 import time
@@ -36,7 +35,15 @@ from edtalk.train.config import ALL_GROUPS, StageConfig, TrainConfig
 from edtalk.train.data import FramePool, PairDataset, ResumableDistributedSampler, epoch_length
 from edtalk.train.losses import PerceptualLoss, d_logistic
 from metrics.errors import CheckpointMismatchError, InputError, UserError
-from metrics.utils import atomic_torch_save, atomic_write_bytes, atomic_write_json, atomic_write_text, provenance, resolve_device
+from metrics.utils import (
+    atomic_torch_save,
+    atomic_write_bytes,
+    atomic_write_json,
+    atomic_write_text,
+    provenance,
+    resolve_device,
+    safe_torch_load,
+)
 
 CKPT_FORMAT = "edtalk-bench/train-checkpoint@1"
 
@@ -308,12 +315,9 @@ class Trainer:
             atomic_torch_save(self.checkpoint(opt_g, opt_d), self.ckpt_dir / name)
 
     def load_checkpoint(self, path: Path) -> None:
-        try:
-            # weights_only: a checkpoint is data, never code (an untrusted file cannot run anything).
-            ck = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as exc:  # noqa: BLE001 — any unpickling failure means an unusable file
-            raise CheckpointMismatchError(f"cannot read checkpoint {path} ({type(exc).__name__}: {exc}); "
-                                          "delete it to restart from the previous one") from exc
+        # weights_only: a checkpoint is data, never code; a truncated file or one that needs code to
+        # unpickle is a one-line CheckpointMismatchError naming it.
+        ck = safe_torch_load(path, "an edtalk-bench training checkpoint")
         if not isinstance(ck, dict) or ck.get("format") != CKPT_FORMAT:
             raise CheckpointMismatchError(f"{path} is not an edtalk-bench training checkpoint")
         try:

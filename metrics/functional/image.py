@@ -8,7 +8,26 @@ from scipy.ndimage import uniform_filter
 from metrics.errors import InputError
 
 
+def check_finite(x, what: str = "frames") -> None:
+    """Refuse a float array or tensor holding NaN or inf, saying how many (uint8 frames cannot hold them)."""
+    if hasattr(x, "detach"):
+        x = x.detach().cpu()
+        if not (x.is_floating_point() or x.is_complex()):
+            return
+        x = x.double().numpy() if x.is_floating_point() else x.numpy()
+    arr = np.asarray(x)
+    if arr.dtype.kind not in "fc":
+        return
+    n_nan = int(np.isnan(arr).sum())
+    n_inf = int(np.isinf(arr).sum())
+    if n_nan or n_inf:
+        raise InputError(f"{what} contain {n_nan} NaN and {n_inf} inf values (of {arr.size}); fix the "
+                         "method's output (a diverged model?) before scoring, then pass uint8 frames")
+
+
 def _check_pair(pred: np.ndarray, target: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    check_finite(pred, "predicted frames")
+    check_finite(target, "target frames")
     pred, target = np.asarray(pred), np.asarray(target)
     if pred.shape != target.shape:
         raise InputError(f"prediction {pred.shape} and target {target.shape} differ in shape")

@@ -17,7 +17,6 @@ from __future__ import annotations
 import contextlib
 import io
 import os
-import pickle
 import warnings
 from typing import TYPE_CHECKING
 
@@ -52,17 +51,12 @@ def _trunk_state(state: dict, path) -> dict:
 def load_lpips(path=None, device=None, verify: bool = True) -> torch.nn.Module:
     """`lpips.LPIPS(net='alex', version='0.1')` in eval mode, trunk from `locate("alexnet-lpips", path)`."""
     import lpips as lpips_pkg
-    import torch
 
-    from metrics.utils import resolve_device
+    from metrics.utils import resolve_device, safe_torch_load
     from metrics.weights import locate
 
     p = locate("alexnet-lpips", path, verify=verify)
-    try:
-        state = torch.load(p, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError) as e:
-        first = str(e).splitlines()[0][:120]
-        raise CheckpointMismatchError(f"{p} is not a loadable torch state dict ({first})") from None
+    state = safe_torch_load(p, "torchvision's AlexNet state dict")
     if not isinstance(state, dict):
         raise CheckpointMismatchError(
             f"{p} holds a {type(state).__name__}, not a torchvision AlexNet state dict")

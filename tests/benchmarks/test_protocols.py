@@ -81,5 +81,6 @@ def test_missing_metric_fails_without_partial_table(tmp_path):
 
 
 def test_missing_video_in_folder_is_named(tmp_path):
+    (tmp_path / "other.mp4").write_bytes(b"")  # a non-empty folder that lacks the case's video
     with pytest.raises(InputError, match="c0"):
         evaluate("synthetic-smoke", tmp_path, CASES, scorer, tmp_path / "r.json", metrics=["psnr"], progress=False)

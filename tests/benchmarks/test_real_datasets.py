@@ -7,7 +7,14 @@ import numpy as np
 import pytest
 
 from benchmarks import media
-from benchmarks.datasets.real import HDTF, MEAD, load_official_lists, parse_mead_name, preprocess_clip, resample_indices
+from benchmarks.datasets.real import (
+    HDTF,
+    MEAD,
+    load_official_lists,
+    parse_mead_name,
+    preprocess_clip,
+    resample_indices,
+)
 from metrics.errors import InputError
 
 

@@ -13,12 +13,12 @@ from pathlib import Path
 
 import pytest
 import torch
+from train_fakes import fake_build, tiny_pool
 
 from edtalk.train.api import resolve_config
 from edtalk.train.config import apply_overrides
 from edtalk.train.engine import Trainer, TrainingDiverged, param_checksum
 from metrics.errors import CheckpointMismatchError, UserError
-from train_fakes import fake_build, tiny_pool
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
@@ -199,9 +199,10 @@ def test_two_process_gloo_ddp_ranks_agree(tmp_path):
 
 
 def _terms(variant):
+    from torch.utils.data import default_collate
+
     from edtalk.train import stages as S
     from edtalk.train.data import PairDataset
-    from torch.utils.data import default_collate
 
     cfg = tiny_cfg(variant=variant)
     model, disc, _ = fake_build(cfg, 32)

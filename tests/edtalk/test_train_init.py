@@ -47,8 +47,8 @@ def test_identity_flow_init_starts_every_warp_at_the_identity():
 
 
 def test_stage_adam_beta1_reaches_the_optimiser(tmp_path):
-    from edtalk.train.engine import Trainer
     from edtalk.train.data import FramePool
+    from edtalk.train.engine import Trainer
 
     cfg = resolve_config("smoke")
     assert cfg.stage("autoencoder").adam_beta1 == 0.9 and resolve_config("paper").stage("autoencoder").adam_beta1 == 0.0

@@ -4,6 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from train_fakes import draw_face, tiny_pool
 
 from ablations.variants import VARIANTS, get_variant
 from edtalk.train import losses as L
@@ -12,7 +13,6 @@ from edtalk.train.config import TrainConfig, apply_overrides, train_preset
 from edtalk.train.data import FramePool, PairDataset, PoolClip, ResumableDistributedSampler
 from edtalk.train.mouth_swap import mouth_box, similarity_transform, swap_mouth, three_points
 from metrics.errors import InputError, MissingWeightsError
-from train_fakes import draw_face, tiny_pool
 
 
 # ---------------------------------------------------------------- mouth swap

@@ -7,13 +7,13 @@ import dataclasses
 import pytest
 import torch
 from torch.utils.data import default_collate
+from train_fakes import tiny_pool
 
 from edtalk.train import stages as S
 from edtalk.train.api import resolve_config
 from edtalk.train.config import apply_overrides
 from edtalk.train.data import PairDataset
 from edtalk.train.engine import build_models
-from train_fakes import tiny_pool
 
 SIZE = 16  # the smallest size the model supports: keeps these tests to seconds on 2 cores
 
