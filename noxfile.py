@@ -140,13 +140,15 @@ def audio(session: nox.Session) -> None:
 
 @nox.session
 def bench(session: nox.Session) -> None:
-    """Performance benchmarks: inference (ours vs the release's per-frame procedure)."""
+    """Performance benchmarks: inference (ours vs the release's per-frame procedure) and training it/s per stage."""
     _env(session)
     presets = session.posargs or ["smoke", "paper"]
     for preset in presets:
         frames = "32" if preset == "smoke" else "4"
         session.run(str(BIN / "python"), "-m", "benchmarks.perf.inference", "--preset", preset, "--frames", frames,
                     "--batch", "8", external=True)
+        session.run(str(BIN / "python"), "-m", "benchmarks.perf.train", "--preset", preset,
+                    "--iters", "10" if preset == "smoke" else "2", external=True)
 
 
 def _opt(args: list[str], name: str, default: str) -> str:
