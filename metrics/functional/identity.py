@@ -24,6 +24,9 @@ def _embeddings(x, what: str) -> np.ndarray:
         arr = arr[None]
     if arr.ndim != 2 or arr.shape[1] < 1 or len(arr) == 0:
         raise InputError(f"{what} embeddings must be (N, D), got shape {arr.shape}")
+    bad = int((~np.isfinite(arr)).sum())
+    if bad:
+        raise InputError(f"{what} embeddings contain {bad} NaN/inf values; check the frames and the face embedder")
     return arr
 
 
@@ -32,6 +35,8 @@ def cosine_similarity(a, b) -> np.ndarray:
     a, b = _embeddings(a, "first"), _embeddings(b, "second")
     if a.shape[1] != b.shape[1]:
         raise InputError(f"embedding sizes differ: {a.shape[1]} vs {b.shape[1]}")
+    if len(a) != len(b) and 1 not in (len(a), len(b)):
+        raise InputError(f"{len(a)} and {len(b)} embeddings cannot be paired: pass equal counts or one of them")
     na, nb = np.linalg.norm(a, axis=1), np.linalg.norm(b, axis=1)
     if (na == 0).any() or (nb == 0).any():
         raise InputError("an embedding is all zeros; its cosine similarity is undefined")
