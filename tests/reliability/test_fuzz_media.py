@@ -70,3 +70,22 @@ def test_empty_and_text_files_are_refused(tmp_path):
         p.write_bytes(data)
         assert _check(p, read_video) == "error"
         assert _check(p, read_audio) == "error"
+
+
+@pytest.fixture(scope="module")
+def clean_wav(tmp_path_factory):
+    from benchmarks.media import write_wav
+
+    path = tmp_path_factory.mktemp("fuzz") / "speech.wav"
+    write_wav(path, (0.1 * np.sin(np.linspace(0, 900, 4000))).astype(np.float32), 16000)
+    return path
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(m=mutation)
+def test_mutated_wav_reads_or_fails_with_one_line(tmp_path, clean_wav, m):
+    path = tmp_path / "mutated.wav"
+    path.write_bytes(_mutate(clean_wav.read_bytes(), m))
+    out = _check(path, read_audio)
+    if not isinstance(out, str):
+        assert out.dtype == np.float32 and out.ndim == 1 and np.isfinite(out).all()
