@@ -36,13 +36,17 @@ def _check_pair(pred: np.ndarray, target: np.ndarray) -> tuple[np.ndarray, np.nd
                          "convert with round((x + 1) * 127.5) from [-1, 1]")
     if pred.ndim not in (3, 4) or pred.shape[-1] != 3:
         raise InputError(f"expected (H, W, 3) or (T, H, W, 3) RGB frames, got {pred.shape}")
+    if 0 in pred.shape:
+        raise InputError(f"no pixels to compare: frames of shape {pred.shape}; check the video was decoded")
     return (pred[None], target[None]) if pred.ndim == 3 else (pred, target)
 
 
 def psnr_per_frame(pred: np.ndarray, target: np.ndarray) -> np.ndarray:
     """skimage.metrics.peak_signal_noise_ratio per frame, data_range 255 (inf for identical frames)."""
     p, t = _check_pair(pred, target)
-    mse = ((p.astype(np.float64) - t.astype(np.float64)) ** 2).reshape(len(p), -1).mean(1)
+    # In chunks of frames: two float64 copies of a whole long clip would be 16x its uint8 size.
+    mse = np.concatenate([((p[i:i + 64].astype(np.float64) - t[i:i + 64].astype(np.float64)) ** 2)
+                          .reshape(len(p[i:i + 64]), -1).mean(1) for i in range(0, len(p), 64)] or [np.zeros(0)])
     with np.errstate(divide="ignore"):
         return 10 * np.log10(255.0 ** 2 / mse)
 
