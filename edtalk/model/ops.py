@@ -51,18 +51,18 @@ class _FIRConv(torch.autograd.Function):
         return grad_x, None
 
 
-def _fir_separable(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
-    """Valid correlation of every channel with a separable 2-D kernel `w` = outer(a, b), as shifted sums."""
+def _separable_factors(w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """(a, b) with w = outer(a, b), or None if the 2-D kernel is not separable."""
     a, b = w.sum(1), w.sum(0) / w.sum()
-    if not torch.allclose(torch.outer(a, b), w, atol=1e-7):  # not separable: use the convolution
-        n, c, h, wd = x.shape
-        y = F.conv2d(x.reshape(n * c, 1, h, wd), w.view(1, 1, *w.shape))
-        return y.reshape(n, c, y.shape[2], y.shape[3])
-    kh, kw = w.shape
-    cols = x.shape[3] - kw + 1
-    t = sum(b[v] * x[:, :, :, v:v + cols] for v in range(kw))
-    rows = x.shape[2] - kh + 1
-    return sum(a[u] * t[:, :, u:u + rows] for u in range(kh))
+    return (a, b) if torch.allclose(torch.outer(a, b), w, atol=1e-7) else None
+
+
+def _fir_separable(x: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Valid correlation of every channel with the kernel outer(a, b), as shifted sums."""
+    cols = x.shape[3] - len(b) + 1
+    t = sum(b[v] * x[:, :, :, v:v + cols] for v in range(len(b)))
+    rows = x.shape[2] - len(a) + 1
+    return sum(a[u] * t[:, :, u:u + rows] for u in range(len(a)))
 
 
 def upfirdn2d(x: torch.Tensor, kernel: torch.Tensor, up: int = 1, down: int = 1,
@@ -82,10 +82,11 @@ def upfirdn2d(x: torch.Tensor, kernel: torch.Tensor, up: int = 1, down: int = 1,
     kh, kw = kernel.shape
     hp, wp = x.shape[2], x.shape[3]
     w = torch.flip(kernel, [0, 1]).to(x.dtype)
-    if torch.is_grad_enabled() and x.requires_grad:
-        # Training: the separable shift-and-add form is several times faster on CPU and equal up to
-        # float rounding; inference keeps the exact single-channel convolution below (parity).
-        x = _fir_separable(x, w)
+    # Training: the separable shift-and-add form is several times faster on CPU and equal up to
+    # float rounding; inference (and a non-separable kernel) keeps the exact convolution (parity).
+    factors = _separable_factors(w) if torch.is_grad_enabled() and x.requires_grad else None
+    if factors is not None:
+        x = _fir_separable(x, *factors)
     else:
         x = _FIRConv.apply(x.reshape(b * c, 1, hp, wp), w.view(1, 1, kh, kw))
         x = x.reshape(b, c, x.shape[2], x.shape[3])

@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from metrics.errors import InputError
+from metrics.functional.image import check_finite
 
 __all__ = ["cosine_similarity", "csim_per_frame", "csim"]
 
@@ -24,9 +25,7 @@ def _embeddings(x, what: str) -> np.ndarray:
         arr = arr[None]
     if arr.ndim != 2 or arr.shape[1] < 1 or len(arr) == 0:
         raise InputError(f"{what} embeddings must be (N, D), got shape {arr.shape}")
-    bad = int((~np.isfinite(arr)).sum())
-    if bad:
-        raise InputError(f"{what} embeddings contain {bad} NaN/inf values; check the frames and the face embedder")
+    check_finite(arr, f"{what} embeddings", advice="check the frames and the face embedder")
     return arr
 
 

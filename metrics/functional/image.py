@@ -8,7 +8,10 @@ from scipy.ndimage import uniform_filter
 from metrics.errors import InputError
 
 
-def check_finite(x, what: str = "frames") -> None:
+FRAMES_ADVICE = "fix the method's output (a diverged model?) before scoring, then pass uint8 frames"
+
+
+def check_finite(x, what: str = "frames", advice: str = FRAMES_ADVICE) -> None:
     """Refuse a float array or tensor holding NaN or inf, saying how many (uint8 frames cannot hold them)."""
     if hasattr(x, "detach"):
         x = x.detach().cpu()
@@ -21,8 +24,7 @@ def check_finite(x, what: str = "frames") -> None:
     n_nan = int(np.isnan(arr).sum())
     n_inf = int(np.isinf(arr).sum())
     if n_nan or n_inf:
-        raise InputError(f"{what} contain {n_nan} NaN and {n_inf} inf values (of {arr.size}); fix the "
-                         "method's output (a diverged model?) before scoring, then pass uint8 frames")
+        raise InputError(f"{what} contain {n_nan} NaN and {n_inf} inf values (of {arr.size}); {advice}")
 
 
 def _check_pair(pred: np.ndarray, target: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

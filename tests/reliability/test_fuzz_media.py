@@ -29,6 +29,12 @@ def _check(path, reader):
     return out
 
 
+def _check_audio(path):
+    out = _check(path, read_audio)
+    if not isinstance(out, str):
+        assert out.dtype == np.float32 and out.ndim == 1 and np.isfinite(out).all()
+
+
 mutation = st.one_of(
     st.tuples(st.just("truncate"), st.floats(0.0, 0.99)),
     st.tuples(st.just("flip"), st.lists(st.tuples(st.floats(0, 0.999), st.integers(0, 255)), min_size=1, max_size=16)),
@@ -59,9 +65,7 @@ def test_mutated_video_reads_or_fails_with_one_line(tmp_path, clean_mp4, m):
     out = _check(path, read_video)
     if out != "error":
         assert out.frames.dtype == np.uint8 and out.frames.ndim == 4 and out.frames.shape[-1] == 3
-    out = _check(path, read_audio)
-    if not isinstance(out, str):
-        assert out.dtype == np.float32 and out.ndim == 1 and np.isfinite(out).all()
+    _check_audio(path)
 
 
 def test_empty_and_text_files_are_refused(tmp_path):
@@ -86,6 +90,4 @@ def clean_wav(tmp_path_factory):
 def test_mutated_wav_reads_or_fails_with_one_line(tmp_path, clean_wav, m):
     path = tmp_path / "mutated.wav"
     path.write_bytes(_mutate(clean_wav.read_bytes(), m))
-    out = _check(path, read_audio)
-    if not isinstance(out, str):
-        assert out.dtype == np.float32 and out.ndim == 1 and np.isfinite(out).all()
+    _check_audio(path)
