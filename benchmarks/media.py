@@ -305,6 +305,9 @@ def read_audio(path, sample_rate: int = 16000, info: dict | None = None) -> np.n
         if not c.streams.audio:
             raise InputError(f"{path}: has no audio track; give a file with speech audio")
         ctx = c.streams.audio[0].codec_context
+        if ctx is None:  # e.g. a truncated mp4 whose audio stream has no decodable codec setup
+            raise InputError(f"{path}: the audio stream cannot be decoded (truncated or corrupt header); "
+                             "re-encode or re-download the file")
         src_rate, channels = ctx.sample_rate, ctx.channels
         # Planar float keeping the source channels; the mean below is the downmix (FFmpeg's own mono
         # matrix weights stereo by 1/sqrt(2) each, 3 dB louder than librosa's mean).
