@@ -208,8 +208,9 @@ def reproduce(session: nox.Session) -> None:
     plan = REPRODUCE[preset]
     data = OUT / f"data-{preset}"
     sweep_dir = OUT / f"sweep-{preset}"
-    if not (data / "world.json").exists():
-        _edtalk(session, "data", "synth", "--preset", preset, "--seed", "0", "--out", str(data))
+    # Always: it finishes an interrupted world, skips a complete one, and refuses a world made by an
+    # older preset (with the fix) instead of silently scoring on it.
+    _edtalk(session, "data", "synth", "--preset", preset, "--seed", "0", "--out", str(data))
     _edtalk(session, "evaluators", "train", "--data", str(data))
     _edtalk(session, "sweep", "--protocol", f"synthetic-{preset}", "--preset", preset, "--data", str(data),
             "--out", str(sweep_dir), "--variants", _opt(args, "--variants", plan["variants"]),

@@ -136,6 +136,7 @@ def run_sweep(protocol: str, variants, seeds: int, out, data, preset: str = "smo
         atomic_write_json(out / "evaluators.json", {"validation": ev.validation, "meta": ev.meta})
     specs = [RunSpec(v, s, preset, proto.name, str(Path(data).resolve()), str(out)) for v in variants
              for s in range(int(seeds))]
+    _set_aside_superseded(out, preset, proto.name, str(Path(data).resolve()))
     todo = [s for s in specs if _status(s.run_dir).get("state") != "done"]
     cores = os.cpu_count() or 1
     jobs = max(1, min(jobs or max(1, cores // 2), len(todo) or 1))
@@ -168,6 +169,33 @@ def run_sweep(protocol: str, variants, seeds: int, out, data, preset: str = "smo
                             g.cancel()
                         raise UserError(f"run {futs[f].key} failed: {st['error']}")
     return collect_sweep(out)
+
+
+def _set_aside_superseded(out: Path, preset: str, protocol: str, data: str) -> None:
+    """Move runs whose config hash is not what this code resolves for their (variant, seed) to
+    DIR/superseded/: after an upgrade that changed a preset, their results must not sit in the
+    report beside the new runs' (they are kept, not deleted)."""
+    import re
+    import shutil
+
+    from ablations.variants import get_variant
+
+    for run_dir in sorted((out / "runs").glob("*")):
+        m = re.fullmatch(r"(.+)-s(\d+)-([0-9a-f]{8})", run_dir.name)
+        if not m or not run_dir.is_dir():
+            continue
+        try:
+            current = RunSpec(get_variant(m.group(1)).name, int(m.group(2)), preset, protocol, data, str(out)).key
+        except InputError:  # a variant this code no longer knows
+            current = None
+        if current != run_dir.name:
+            dest = out / "superseded" / run_dir.name
+            dest.parent.mkdir(exist_ok=True)
+            if dest.exists():
+                shutil.rmtree(dest)
+            run_dir.rename(dest)
+            print(f"sweep: {run_dir.name} was trained with another config than this code's "
+                  f"{m.group(1)}; moved to {dest} (not in the report)")
 
 
 def collect_sweep(out) -> dict:

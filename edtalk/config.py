@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from metrics.errors import InputError
 
 BANK_MODES = ("bases", "direct", "off")
+FLOW_GRIDS = ("lia", "pixel-centres")
 FACTORS = ("mouth", "pose", "expression")
 # LIA/StyleGAN2 channel widths per resolution at channel multiplier 1.
 BASE_CHANNELS = {4: 512, 8: 512, 16: 512, 32: 512, 64: 256, 128: 128, 256: 64, 512: 32, 1024: 16}
@@ -33,6 +34,12 @@ class ModelConfig:
     expression_bank: str = "bases"
     eem: bool = True                # expression enhancement module (AdaIN on source features)
     eem_hidden: int = 128
+    # Identity grid of the flow heads. "lia": linspace(-1, 1, n) sampled with align_corners=False,
+    # as LIA/EDTalk do (needed for the official checkpoints), which is not the identity: it zooms by
+    # n/(n-1) and blurs by half a pixel at the borders (a 64 px frame sent through it is 26.1 dB
+    # from itself). "pixel-centres": the exact identity, for models trained from scratch at small
+    # sizes (smoke, standard), where that zoom costs more than the motion the model must learn.
+    flow_grid: str = "lia"
 
     def __post_init__(self):
         if self.size not in BASE_CHANNELS or self.size < 16:
@@ -44,6 +51,9 @@ class ModelConfig:
         if not self.expression and self.expression_bank != "off" and self.eem:
             # a lip/pose-only generator has neither; normalise silently would hide a config error
             pass
+
+        if self.flow_grid not in FLOW_GRIDS:
+            raise InputError(f"flow_grid must be one of {FLOW_GRIDS}, not {self.flow_grid!r}")
 
     def channels(self, res: int) -> int:
         return max(self.min_channels, int(round(BASE_CHANNELS[res] * self.channel_scale)))
@@ -63,8 +73,8 @@ class ModelConfig:
 
 MODEL_PRESETS: dict[str, ModelConfig] = {
     "paper": ModelConfig(),
-    "standard": ModelConfig(size=128, latent_dim=256, channel_scale=0.25, eem_hidden=64),
-    "smoke": ModelConfig(size=64, latent_dim=128, channel_scale=0.125, eem_hidden=32),
+    "standard": ModelConfig(size=128, latent_dim=256, channel_scale=0.25, eem_hidden=64, flow_grid="pixel-centres"),
+    "smoke": ModelConfig(size=64, latent_dim=128, channel_scale=0.125, eem_hidden=32, flow_grid="pixel-centres"),
 }
 
 

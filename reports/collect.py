@@ -152,7 +152,8 @@ def collect_results(results_dir: str | os.PathLike) -> list[dict]:
     root = root.resolve()
     found: list[dict] = []
     for dirpath, dirnames, filenames in os.walk(root):
-        dirnames.sort()
+        # A sweep keeps runs of an older config under superseded/ (ablations.sweep); not reported.
+        dirnames[:] = sorted(d for d in dirnames if d != "superseded")
         for name in sorted(filenames):
             if not _is_results_name(name):
                 continue

@@ -45,8 +45,9 @@ class ToRGB(nn.Module):
 class ToFlow(nn.Module):
     """Flow + mask head; warps the source feature and blends it into the decoder feature."""
 
-    def __init__(self, in_ch, style_dim, blur_kernel=(1, 3, 3, 1)):
+    def __init__(self, in_ch, style_dim, blur_kernel=(1, 3, 3, 1), grid: str = "lia"):
         super().__init__()
+        self.grid = grid
         self.upsample = Upsample(blur_kernel)
         self.conv = ModulatedConv2d(in_ch, 3, 1, style_dim, demodulate=False)
         self.bias = nn.Parameter(torch.zeros(1, 3, 1, 1))
@@ -57,7 +58,8 @@ class ToFlow(nn.Module):
         if key not in self._grid_cache:
             # linspace(-1, 1) on both axes, x first, built with numpy in float64 exactly as LIA
             # does: the decoder amplifies last-bit differences, so parity needs the same values.
-            xs = np.linspace(-1, 1, n)
+            # "pixel-centres" (see ModelConfig.flow_grid) puts every pixel exactly on itself.
+            xs = np.linspace(-1, 1, n) if self.grid == "lia" else (2 * np.arange(n) + 1) / n - 1
             grid = np.stack(np.meshgrid(xs, xs), 2)
             self._grid_cache[key] = torch.tensor(grid).float()[None].to(device=ref.device, dtype=ref.dtype)
         return self._grid_cache[key]
@@ -123,7 +125,7 @@ class Synthesis(nn.Module):
             self.convs.append(StyledConv(in_ch, out_ch, 3, style, upsample=True, blur_kernel=blur_kernel))
             self.convs.append(StyledConv(out_ch, out_ch, 3, style, blur_kernel=blur_kernel))
             self.to_rgbs.append(ToRGB(out_ch))
-            self.to_flows.append(ToFlow(out_ch, style))
+            self.to_flows.append(ToFlow(out_ch, style, blur_kernel=blur_kernel, grid=cfg.flow_grid))
             in_ch = out_ch
         if cfg.uses_eem:
             self.fineadainresblock = nn.ModuleList(

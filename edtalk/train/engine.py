@@ -21,6 +21,7 @@ import dataclasses
 import hashlib
 import io
 import json
+import math
 import os
 import random
 import time
@@ -102,10 +103,14 @@ def build_models(train_cfg: TrainConfig, size: int):
     mcfg = dataclasses.replace(base, **{**train_cfg.model, "size": size})
     model = EDTalk(mcfg)
     identity_eem_init(model)
+    if train_cfg.flow_init not in ("identity", "release"):
+        raise InputError(f"flow_init must be 'identity' or 'release', not {train_cfg.flow_init!r}")
+    if train_cfg.image_path_init not in ("copy", "release"):
+        raise InputError(f"image_path_init must be 'copy' or 'release', not {train_cfg.image_path_init!r}")
     if train_cfg.flow_init == "identity":
         identity_flow_init(model)
-    elif train_cfg.flow_init != "release":
-        raise InputError(f"flow_init must be 'identity' or 'release', not {train_cfg.flow_init!r}")
+    if train_cfg.image_path_init == "copy":
+        copy_source_init(model)
     disc = build_discriminator(mcfg)
     return model, disc, mcfg
 
@@ -144,6 +149,33 @@ def identity_flow_init(model: nn.Module) -> None:
                 head.conv.weight.zero_()
 
 
+def copy_source_init(model: nn.Module) -> None:
+    """Start the finest image path as a copy of the source: output = source at step 0.
+
+    The decoder's RGB is a sum over scales of to_rgb(warped source feature). From LIA's random init
+    the coarse scales win the race and a from-scratch model stays blurred for thousands of steps
+    (on the smoke world even a pure autoencoder was a blur after 300 steps). Here three channels of
+    the encoder's full-resolution feature carry the image, √2·(x+1) (positive, so the leaky ReLU is
+    linear on it), the finest to_rgb maps them back (mask 0.5 at init, bias −1), and the coarser
+    to_rgb weights start at 0; all of it trains. With `flow_init="identity"` the untrained model
+    therefore copies the source exactly (needs `flow_grid="pixel-centres"`), and training learns
+    the motion as warps of a sharp image. Loaded checkpoints are unaffected."""
+    enc_conv, enc_act = model.enc.net_app.convs[0][0], model.enc.net_app.convs[0][1]
+    rgbs = model.dec.to_rgbs
+    eye = torch.eye(3)
+    with torch.no_grad():
+        enc_conv.weight[:3].zero_()
+        enc_conv.weight[:3, :, 0, 0] = eye / enc_conv.scale
+        enc_act.bias[0, :3] = 1.0
+        for rgb in rgbs[:-1]:
+            rgb.conv[0].weight.zero_()
+        fine = rgbs[-1]
+        fine.conv[0].weight.zero_()
+        fine.conv[0].weight[:, :3, 0, 0] = eye / fine.conv[0].scale
+        fine.conv[1].bias.zero_()
+        fine.bias.fill_(-1.0)
+
+
 def build_discriminator(mcfg):
     from edtalk.model.discriminator import Discriminator
 
@@ -156,7 +188,17 @@ def stage_plan(cfg: TrainConfig) -> list[StageConfig]:
         return list(cfg.stages)
     return [StageConfig("joint", sum(s.iterations for s in cfg.stages), max(s.batch_size for s in cfg.stages),
                         lr=cfg.stages[0].lr if cfg.stages else 0.002, trainable=ALL_GROUPS,
-                        adam_beta1=cfg.stages[0].adam_beta1 if cfg.stages else 0.0)]
+                        adam_beta1=cfg.stages[0].adam_beta1 if cfg.stages else 0.0,
+                        lr_schedule=cfg.stages[0].lr_schedule if cfg.stages else "constant")]
+
+
+def lr_factor(scfg: StageConfig, step: int) -> float:
+    """Multiplier of the stage's base lr at `step` (0-based); a pure function of the step, so resume is exact."""
+    if scfg.lr_schedule == "constant":
+        return 1.0
+    if scfg.lr_schedule == "cosine":
+        return 0.5 * (1.0 + math.cos(math.pi * step / max(1, scfg.iterations)))
+    raise InputError(f"stage {scfg.name}: lr_schedule must be 'constant' or 'cosine', not {scfg.lr_schedule!r}")
 
 
 def param_checksum(module: nn.Module) -> str:
@@ -368,6 +410,7 @@ class Trainer:
             self.state["stage_time"][scfg.name] = {"seconds": 0.0, "iterations": 0, "skipped": "no trainable parameters"}
             return
         opt_g, opt_d = self._optimisers(params_g, scfg.lr, scfg.adam_beta1)
+        lr_g, lr_d = opt_g.param_groups[0]["lr"], opt_d.param_groups[0]["lr"]
         if self._resume is not None:
             if self._resume[0] is not None:
                 opt_g.load_state_dict(self._resume[0])
@@ -413,6 +456,10 @@ class Trainer:
                 self._check_finite(scfg, terms, total)
                 opt_g.zero_grad(set_to_none=True)
                 total.backward()
+                scale = lr_factor(scfg, self.state["step"])
+                for opt, base in ((opt_g, lr_g), (opt_d, lr_d)):
+                    for group in opt.param_groups:
+                        group["lr"] = base * scale
                 opt_g.step()
                 values = {k: float(v.detach()) for k, v in terms.items()}
                 values["total"] = float(total.detach())

@@ -95,3 +95,18 @@ def test_run_key_depends_on_variant_seed_and_config():
     a = sw.RunSpec("full", 0, "smoke", "synthetic-smoke", "/d", "/o")
     assert a.key.startswith("full-s0-") and a.key != sw.RunSpec("full", 1, "smoke", "synthetic-smoke", "/d", "/o").key
     assert a.config_hash != sw.RunSpec("no-eem", 0, "smoke", "synthetic-smoke", "/d", "/o").config_hash
+
+
+def test_runs_of_an_older_config_are_set_aside_not_reported(tmp_path, fake_world, monkeypatch):
+    calls, _, data = fake_world
+    out = tmp_path / "sweep"
+    sw.run_sweep("synthetic-smoke", "full", 1, out, data, jobs=1, progress=False)
+    old_key = sw.RunSpec("full", 0, "smoke", "synthetic-smoke", str(data.resolve()), str(out)).key
+    # An upgrade changes the smoke preset: the same (variant, seed) now resolves to another hash.
+    monkeypatch.setattr(sw.RunSpec, "config_hash", property(lambda self: "0badc0de"))
+    s = sw.run_sweep("synthetic-smoke", "full", 1, out, data, jobs=1, progress=False)
+    assert [r["key"] for r in s["runs"]] == ["full-s0-0badc0de"] and len(calls["train"]) == 2
+    assert (out / "superseded" / old_key / "results.json").is_file()  # kept, not deleted
+    from reports.collect import collect_results
+
+    assert [r["path"].parent.name for r in collect_results(out)] == ["full-s0-0badc0de"]

@@ -1,4 +1,5 @@
 """From-scratch initialisation and the fast training path of the FIR filters."""
+import pytest
 import torch
 import torch.nn.functional as F
 
@@ -56,3 +57,54 @@ def test_stage_adam_beta1_reaches_the_optimiser(tmp_path):
     tr = Trainer(cfg, tmp_path / "run", pool, progress=False)
     opt_g, opt_d = tr._optimisers(list(tr.model.parameters())[:2], 0.002, 0.9)
     assert opt_g.param_groups[0]["betas"][0] == 0.9 and opt_d.param_groups[0]["betas"][0] == 0.0
+
+
+def test_copy_source_init_makes_the_untrained_model_output_the_source():
+    torch.manual_seed(0)
+    model, _, mcfg = build_models(resolve_config("smoke"), 32)
+    assert mcfg.flow_grid == "pixel-centres"
+    x = torch.rand(2, 3, 32, 32) * 2 - 1
+    lat, feats = model.encode(x)
+    d = torch.randn_like(lat) * 3  # any motion
+    e = torch.randn(2, lat.shape[1])  # any expression: EEM starts as the identity too
+    assert torch.allclose(model.decode(lat, d, feats, e), x, atol=1e-5)
+    # Each part matters: LIA's random image path, or LIA's grid, and the output is no copy.
+    for overrides in ({"image_path_init": "release"}, {"model": {"flow_grid": "lia"}}):
+        torch.manual_seed(0)
+        other, _, _ = build_models(resolve_config("smoke", overrides=overrides), 32)
+        lat, feats = other.encode(x)
+        assert (other.decode(lat, d, feats) - x).abs().mean() > 0.02
+    # paper keeps the released initialisation and grid (the official checkpoints need LIA's grid).
+    paper = resolve_config("paper")
+    assert (paper.flow_init, paper.image_path_init) == ("release", "release")
+
+
+def test_flow_grids():
+    from edtalk.config import ModelConfig
+    from edtalk.model.generator import ToFlow
+    from metrics.errors import InputError
+
+    feat = torch.randn(1, 4, 8, 8)
+    x = torch.randn(1, 4, 8, 8)
+    for grid, exact in (("pixel-centres", True), ("lia", False)):
+        head = ToFlow(4, 16, grid=grid)
+        with torch.no_grad():
+            head.conv.weight.zero_()
+        warped, _, _ = head(x, torch.randn(1, 16), feat)
+        # zero flow + mask 0.5: the pixel-centre grid samples every pixel exactly on itself.
+        assert torch.allclose(warped, 0.5 * feat, atol=1e-6) == exact
+    with pytest.raises(InputError, match="flow_grid"):
+        ModelConfig(flow_grid="centres")
+
+
+def test_cosine_lr_schedule():
+    from edtalk.train.config import StageConfig
+    from edtalk.train.engine import lr_factor
+    from metrics.errors import InputError
+
+    s = StageConfig("autoencoder", 100, 2, lr_schedule="cosine")
+    assert lr_factor(s, 0) == 1.0 and abs(lr_factor(s, 50) - 0.5) < 1e-12 and lr_factor(s, 99) < 1e-3
+    assert all(lr_factor(s, i) >= lr_factor(s, i + 1) for i in range(99))
+    assert lr_factor(StageConfig("autoencoder", 100, 2), 70) == 1.0
+    with pytest.raises(InputError, match="lr_schedule"):
+        lr_factor(StageConfig("autoencoder", 100, 2, lr_schedule="step"), 3)
