@@ -123,7 +123,8 @@ def run_sweep(protocol: str, variants, seeds: int, out, data, preset: str = "smo
     old = out / "sweep.json"
     if old.exists():
         prev = json.loads(old.read_text())
-        if {k: prev.get(k) for k in ("protocol", "preset", "data")} != {k: definition[k] for k in ("protocol", "preset", "data")}:
+        keys = ("protocol", "preset", "data")
+        if {k: prev.get(k) for k in keys} != {k: definition[k] for k in keys}:
             raise UserError(f"{out} holds a sweep with another protocol/preset/data ({prev.get('protocol')}, "
                             f"{prev.get('preset')}, {prev.get('data')}); use a new --out")
         definition["variants"] = list(dict.fromkeys(prev.get("variants", []) + variants))

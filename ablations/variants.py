@@ -146,7 +146,8 @@ def _paper(**known: float) -> dict[str, float | None]:
 
 
 VARIANTS: dict[str, Variant] = {v.name: v for v in [
-    Variant("full", "EDTalk as released: QR-orthonormal banks, EEM, staged training with cross-reconstruction and L_fea",
+    Variant("full",
+            "EDTalk as released: QR-orthonormal banks, EEM, staged training with cross-reconstruction and L_fea",
             {}, _paper(psnr=21.628, ssim=0.722, m_lmd=1.537, f_lmd=1.290, fid=17.698, sync_conf=8.115, acc_emo=67.32)),
     Variant("no-orthogonality", "bases used raw (no QR): mouth, pose and expression directions may overlap",
             {"model": {"orthogonal": False}}, _paper(acc_emo=38.71)),
@@ -161,7 +162,8 @@ VARIANTS: dict[str, Variant] = {v.name: v for v in [
             _paper(psnr=20.302)),
     Variant("no-eem", "no Emotion Enhancement Module: expression reaches the image only through the latent",
             {"model": {"eem": False}}, _paper(acc_emo=49.37)),
-    Variant("no-cross-reconstruction", "stage 1 without the mouth-swap cross-reconstruction losses (self-reconstruction only)",
+    Variant("no-cross-reconstruction",
+            "stage 1 without the mouth-swap cross-reconstruction losses (self-reconstruction only)",
             {"cross_reconstruction": False}, _paper()),
     Variant("no-feature-loss", "stage 1 without the feature-level cosine constraint L_fea",
             {"feature_loss": False}, _paper()),

@@ -320,7 +320,8 @@ def read_audio(path, sample_rate: int = 16000, info: dict | None = None) -> np.n
             for out in resampler.resample(None):
                 parts.append(out.to_ndarray().mean(axis=0))
         except av.error.FFmpegError as exc:
-            raise InputError(f"{path}: audio decoding failed ({exc.__class__.__name__}); truncated or corrupt?") from exc
+            raise InputError(
+                f"{path}: audio decoding failed ({exc.__class__.__name__}); truncated or corrupt?") from exc
     if not parts:
         raise InputError(f"{path}: the audio track is empty")
     wav = np.concatenate(parts).astype(np.float32)

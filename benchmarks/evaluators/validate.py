@@ -3,9 +3,10 @@
 Everything goes through the public `Evaluators` methods on the stored videos at the world's size:
 landmark error in pixels, pose MAE per axis (with the ground truth's own spread for scale), emotion
 accuracy per clip (mean logits) and per frame, identity verification on balanced same/different
-pairs with the threshold chosen on TRAIN identities held out from the identity net's fit, and the SyncNet through the LSE code:
-offset found within ±1 frame (±vshift search) for the true audio, and LSE-C/LSE-D for the true
-audio, the audio delayed by `shift_frames`, and another test clip's audio ("swapped").
+pairs with the threshold chosen on TRAIN identities held out from the identity net's fit, and the
+SyncNet through the LSE code: offset found within ±1 frame (±vshift search) for the true audio,
+and LSE-C/LSE-D for the true audio, the audio delayed by `shift_frames`, and another test clip's
+audio ("swapped").
 """
 from __future__ import annotations
 
@@ -79,8 +80,8 @@ def validate(ev, world, train: Split, cfg, seed: int, progress: bool = True) -> 
     # SyncNet through the LSE code: true, delayed and swapped audio
     shift = cfg.shift_frames * SAMPLES_PER_FRAME
     sync = {"true": [], "true_gt_crops": [], "shifted": [], "swapped": []}
-    for k, (frames, audio, (lm, gt_lm)) in enumerate(tqdm(list(zip(frames_all, audios, lms_all, strict=True)), desc="sync",
-                                                          unit="clip", disable=not progress)):
+    sync_clips = list(zip(frames_all, audios, lms_all, strict=True))
+    for k, (frames, audio, (lm, gt_lm)) in enumerate(tqdm(sync_clips, desc="sync", unit="clip", disable=not progress)):
         delayed = np.r_[np.zeros(shift, audio.dtype), audio][: len(audio)]
         other = audios[(k + 1) % len(audios)]
         sync["true"].append(ev.lse(frames, audio, landmarks=lm))
@@ -112,7 +113,8 @@ def validate(ev, world, train: Split, cfg, seed: int, progress: bool = True) -> 
                     "frame_accuracy": float(np.concatenate(emo_frame).mean()), "chance": 1 / 8},
         "identity": {"verification_accuracy": float(np.mean((scores > threshold) == same)),
                      "threshold": threshold, "train_accuracy": train_acc,
-                     "threshold_identities": [train.identities[k] for k in identity_roles(len(train.identities))[1]], "pairs_each": cfg.verification_pairs,
+                     "threshold_identities": [train.identities[k] for k in identity_roles(len(train.identities))[1]],
+                     "pairs_each": cfg.verification_pairs,
                      "mean_cos_same": float(scores[same].mean()), "mean_cos_different": float(scores[~same].mean())},
         "sync": {"offset_accuracy": within(sync["true"], 0),
                  "offset_accuracy_gt_crops": within(sync["true_gt_crops"], 0),

@@ -49,7 +49,8 @@ def measure(preset: str, variant: str, iters: int, warmup: int, device: str | No
         # Warm-up steps (allocator, oneDNN/cuDNN kernel choice) are timed separately and subtracted.
         dt = stage_seconds(full, warmup + iters) - stage_seconds(full, warmup)
         rows.append({"preset": preset, "stage": full.name, "batch_size": full.batch_size, "use_gan": full.use_gan,
-                     "timed_iterations": iters, "seconds_per_iteration": dt / iters, "iterations_per_second": iters / dt,
+                     "timed_iterations": iters, "seconds_per_iteration": dt / iters,
+                     "iterations_per_second": iters / dt,
                      "preset_iterations": full.iterations, "projected_stage_seconds": full.iterations * dt / iters,
                      "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024})
         print(json.dumps(rows[-1]), flush=True)
@@ -69,7 +70,8 @@ def main(argv=None) -> int:
     total = sum(r["projected_stage_seconds"] for r in rows)
     print(json.dumps({"summary": {"preset": a.preset, "variant": a.variant,
                                   "projected_training_seconds": total,
-                                  "per_stage_iterations_per_second": {r["stage"]: r["iterations_per_second"] for r in rows}}}))
+                                  "per_stage_iterations_per_second": {r["stage"]: r["iterations_per_second"]
+                                                                      for r in rows}}}))
     return 0
 
 

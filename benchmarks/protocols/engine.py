@@ -154,7 +154,7 @@ class RowStore:
         lines = self.path.read_text(errors="replace").splitlines()
         good: list[dict] = []
         torn = False
-        for i, line in enumerate(lines):
+        for _i, line in enumerate(lines):
             try:
                 obj = json.loads(line)
             except ValueError:

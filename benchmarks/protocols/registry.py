@@ -155,7 +155,7 @@ def official_test_names(dataset: str, lists_dir: str | Path | None = None) -> li
     if not isinstance(names, list):
         raise InputError(f"{path} is not a JSON list of clip names; restore EDTalk's test.json")
     is_mead = [len(n.split("#")) == 4 for n in names]
-    return [n for n, m in zip(names, is_mead) if m == (dataset == "mead")]
+    return [n for n, m in zip(names, is_mead, strict=True) if m == (dataset == "mead")]
 
 
 def resolved(protocol: Protocol, **changes: Any) -> dict[str, Any]:

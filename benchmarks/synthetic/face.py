@@ -62,7 +62,6 @@ def deform(base: np.ndarray, mouth: np.ndarray, expression: np.ndarray, blink: f
     # jaw and lower lip move down with the opening; the chin most
     weight = np.sin(np.linspace(0, np.pi, 17)) ** 2
     p[0:17, 1] += 0.6 * opening * weight
-    lower_outer, lower_inner = [55, 56, 57, 58, 59, 54, 48], [65, 66, 67]
     p[[56, 57, 58], 1] += opening
     p[[55, 59], 1] += 0.8 * opening
     p[[65, 66, 67], 1] += opening

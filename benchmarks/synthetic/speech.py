@@ -91,7 +91,8 @@ def synthesize(timeline, base_pitch: float, prosody: Prosody, rng: np.random.Gen
         # quieter still, closures and pauses silent, so energy follows how open the mouth is.
         if kind in ("vowel", "nasal"):
             src = glottal[seg]
-            y = sum(_resonator(src, f, bw) * g for f, bw, g in zip(formants, (80, 100, 140), (1.0, 0.6, 0.3)))
+            y = sum(_resonator(src, f, bw) * g
+                    for f, bw, g in zip(formants, (80, 100, 140), (1.0, 0.6, 0.3), strict=True))
             rms = 1.0 if kind == "vowel" else 0.25
             audio[seg] = y / (np.sqrt((y ** 2).mean()) + 1e-9) * rms * ramp
         elif kind == "fricative":

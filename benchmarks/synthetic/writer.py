@@ -71,7 +71,8 @@ def synthesize_world(out, preset: str | Preset = "smoke", seed: int = 0, size: i
     root.mkdir(parents=True, exist_ok=True)
     meta_path = root / "world.json"
     idents = [make_identity(seed, i) for i in range(p.identities)]
-    split = {ident.name: ("test" if i >= p.identities - p.test_identities else "train") for i, ident in enumerate(idents)}
+    split = {ident.name: ("test" if i >= p.identities - p.test_identities else "train")
+             for i, ident in enumerate(idents)}
     meta = {"generator": GENERATOR_VERSION, "preset": preset, "seed": seed, "size": size, "fps": FPS,
             "sample_rate": SAMPLE_RATE, "n_frames": p.n_frames,
             "train_identities": [n for n, s in split.items() if s == "train"],

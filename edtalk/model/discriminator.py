@@ -25,8 +25,9 @@ class Discriminator(nn.Module):
         self.convs = nn.Sequential(*convs)
         self.stddev_group = stddev_group
         self.final_conv = ConvLayer(in_ch + 1, mcfg.channels(4), 3)
-        self.final_linear = nn.Sequential(EqualLinear(mcfg.channels(4) * 16, mcfg.channels(4), activation="fused_lrelu"),
-                                          EqualLinear(mcfg.channels(4), 1))
+        self.final_linear = nn.Sequential(
+            EqualLinear(mcfg.channels(4) * 16, mcfg.channels(4), activation="fused_lrelu"),
+            EqualLinear(mcfg.channels(4), 1))
 
     def forward(self, x):
         out = self.convs(x)

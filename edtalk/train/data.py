@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, DistributedSampler
 
-from edtalk.train.mouth_swap import swap_mouth
+from edtalk.train.mouth_swap import mouth_box, swap_mouth
 from metrics.errors import InputError
 
 
@@ -43,9 +43,11 @@ class FramePool:
             raise InputError(f"training clips have different frame sizes {sorted(shapes)}; resample them to one size")
         for c in clips:
             if c.frames.dtype != np.uint8 or c.frames.ndim != 4 or c.frames.shape[-1] != 3:
-                raise InputError(f"clip {c.name}: frames must be uint8 (T,H,W,3), got {c.frames.dtype} {c.frames.shape}")
+                raise InputError(f"clip {c.name}: frames must be uint8 (T,H,W,3), "
+                                 f"got {c.frames.dtype} {c.frames.shape}")
             if c.landmarks.shape != (len(c.frames), 68, 2):
-                raise InputError(f"clip {c.name}: landmarks must be (T,68,2) with T={len(c.frames)}, got {c.landmarks.shape}")
+                raise InputError(f"clip {c.name}: landmarks must be (T,68,2) with T={len(c.frames)}, "
+                                 f"got {c.landmarks.shape}")
         self.clips = clips
         self.size = clips[0].frames.shape[1]
         self.identities = sorted({c.identity for c in clips})
@@ -107,6 +109,15 @@ def to_tensor(frame: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(frame)).permute(2, 0, 1).float().div(127.5).sub(1.0)
 
 
+def mouth_mask(landmarks: np.ndarray, size: int) -> torch.Tensor:
+    """(1,size,size) float mask of the mouth box (landmarks 48-67 ± 5 px at 256 px, scaled), for the
+    mouth-region loss."""
+    x0, y0, x1, y1 = mouth_box(landmarks, margin=max(1, round(5 * size / 256)))
+    m = torch.zeros(1, size, size)
+    m[:, max(y0, 0):max(min(y1, size), 0), max(x0, 0):max(min(x1, size), 0)] = 1.0
+    return m
+
+
 class PairDataset(Dataset):
     """`kind`: "autoencoder" (source/target of one identity), "expression" (neutral source,
     emotional target), "mouth_pose" (two identities A, B and the two mouth-swapped frames)."""
@@ -137,8 +148,8 @@ class PairDataset(Dataset):
             src_clips = pool.neutral[ident]
             tgt_clips = pool.by_identity[ident] if self.kind == "autoencoder" else pool.emotional[ident]
             src, _ = self._frame(rng, src_clips[int(rng.integers(len(src_clips)))])
-            tgt, _ = self._frame(rng, tgt_clips[int(rng.integers(len(tgt_clips)))])
-            return {"source": to_tensor(src), "target": to_tensor(tgt)}
+            tgt, tgt_lm = self._frame(rng, tgt_clips[int(rng.integers(len(tgt_clips)))])
+            return {"source": to_tensor(src), "target": to_tensor(tgt), "target_mouth": mouth_mask(tgt_lm, pool.size)}
         # Stage 1 (paper.md §2.2): identities A and B (different when possible), for each an identity
         # frame and a target frame of the same clip; a_b = A's frame with B's mouth, b_a = B's with A's.
         ids = pool.identities
@@ -156,7 +167,8 @@ class PairDataset(Dataset):
         a_b = swap_mouth(out["b"], out["_lm_b"], out["a"], out["_lm_a"])
         b_a = swap_mouth(out["a"], out["_lm_a"], out["b"], out["_lm_b"])
         return {"a_id": to_tensor(out["a_id"]), "a": to_tensor(out["a"]), "b_id": to_tensor(out["b_id"]),
-                "b": to_tensor(out["b"]), "a_b": to_tensor(a_b), "b_a": to_tensor(b_a)}
+                "b": to_tensor(out["b"]), "a_b": to_tensor(a_b), "b_a": to_tensor(b_a),
+                "a_mouth": mouth_mask(out["_lm_a"], pool.size), "b_mouth": mouth_mask(out["_lm_b"], pool.size)}
 
 
 class ResumableDistributedSampler(DistributedSampler):

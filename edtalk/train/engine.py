@@ -318,7 +318,8 @@ class Trainer:
 
     def resolved_config(self) -> dict:
         return {"train": self.cfg.to_dict(), "model": dataclasses.asdict(self.model_cfg),
-                "variant": self.cfg.variant, "seed": self.cfg.seed, "stages": [dataclasses.asdict(s) for s in self.plan],
+                "variant": self.cfg.variant, "seed": self.cfg.seed,
+                "stages": [dataclasses.asdict(s) for s in self.plan],
                 "perceptual_net": self.perceptual.name if self.perceptual is not None else "none",
                 "world_size": self.dist.world_size, "frame_size": self.pool.size,
                 "data": {"identities": self.pool.identities, "clips": len(self.pool.clips)}}
@@ -334,7 +335,8 @@ class Trainer:
             old = json.loads(cfg_path.read_text()) if cfg_path.exists() else None
             if old is not None:
                 for key in ("train", "model", "stages", "world_size", "perceptual_net"):
-                    if json.dumps(old.get(key), sort_keys=True) != json.dumps(json.loads(json.dumps(resolved[key], default=str)), sort_keys=True):
+                    now = json.loads(json.dumps(resolved[key], default=str))
+                    if json.dumps(old.get(key), sort_keys=True) != json.dumps(now, sort_keys=True):
                         raise CheckpointMismatchError(
                             f"{self.run_dir}: resuming with a different {key!r} than the run was started with; "
                             "use the same preset/variant/seed/world size or a new --out")
@@ -366,7 +368,8 @@ class Trainer:
             self.model.load_state_dict(ck["model"])
             self.disc.load_state_dict(ck["disc"])
         except RuntimeError as exc:
-            raise CheckpointMismatchError(f"{path} does not match this model configuration: {str(exc).splitlines()[0]}") from exc
+            raise CheckpointMismatchError(f"{path} does not match this model configuration: "
+                                          f"{str(exc).splitlines()[0]}") from exc
         self.state = dict(ck["state"])
         # Optimiser states are None at a stage boundary (the next stage starts fresh optimisers).
         self._resume = (ck["opt_g"], ck["opt_d"], ck["rng"])
@@ -407,7 +410,8 @@ class Trainer:
         if not params_g:
             # e.g. stage 2 with the expression bank, head and EEM all switched off: nothing to learn.
             self.state["completed"].append(scfg.name)
-            self.state["stage_time"][scfg.name] = {"seconds": 0.0, "iterations": 0, "skipped": "no trainable parameters"}
+            self.state["stage_time"][scfg.name] = {"seconds": 0.0, "iterations": 0,
+                                                   "skipped": "no trainable parameters"}
             return
         opt_g, opt_d = self._optimisers(params_g, scfg.lr, scfg.adam_beta1)
         lr_g, lr_d = opt_g.param_groups[0]["lr"], opt_d.param_groups[0]["lr"]
@@ -482,7 +486,8 @@ class Trainer:
                 step = self.state["step"]
                 bar.update(1)
                 if self.progress:
-                    bar.set_postfix({k: f"{v:.3g}" for k, v in values.items() if k in ("total", "rec_l1", "d_loss", "cross_l1")})
+                    shown = ("total", "rec_l1", "rec_mouth", "d_loss", "cross_l1")
+                    bar.set_postfix({k: f"{v:.3g}" for k, v in values.items() if k in shown})
                 if self.dist.main and (step % self.cfg.log_every == 0 or step == scfg.iterations):
                     log.write(step, values)
                     for k, v in values.items():
@@ -532,7 +537,7 @@ class Trainer:
             self.run_stage(idx, scfg)
         summary = {"stages": self.state["stage_time"], "last_losses": self.state["last_losses"],
                    "global_step": self.state["global_step"], "checksum": param_checksum(self.model)}
-        for name, t in summary["stages"].items():
+        for t in summary["stages"].values():
             if t.get("iterations"):
                 t["iterations_per_second"] = t["iterations"] / max(t["seconds"], 1e-9)
         if self.dist.enabled:

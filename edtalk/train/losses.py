@@ -44,6 +44,12 @@ def find_vgg19_weights() -> Path | None:
     return p if p.is_file() else None
 
 
+def masked_l1(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean absolute error over the pixels where `mask` (B,1,H,W, 0/1) is set; 0 where a mask is empty."""
+    err = (pred - target).abs().mean(1, keepdim=True) * mask
+    return err.sum() / mask.sum().clamp_min(1.0)
+
+
 class _VGGTrunk(nn.Module):
     def __init__(self, features: nn.Sequential, layers: int = 5):
         super().__init__()
@@ -131,7 +137,7 @@ class PerceptualLoss(nn.Module):
             if min(p.shape[-2:]) < 8:  # too small for the trunk's pooling; skip this scale
                 continue
             fp, ft = self.trunk(p), self.trunk(t.detach())
-            for a, b in zip(fp, ft):
+            for a, b in zip(fp, ft, strict=True):
                 loss = loss + self.layer_weight * (a - b).abs().mean()
         return loss
 

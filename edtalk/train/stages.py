@@ -102,10 +102,12 @@ class Stage:
         self.perceptual = perceptual
         self.cross_reconstruction, self.feature_loss, self.use_gan = cross_reconstruction, feature_loss, use_gan
 
-    def _rec(self, prefix: str, pred, target, scale: float = 1.0) -> dict[str, torch.Tensor]:
+    def _rec(self, prefix: str, pred, target, scale: float = 1.0, mouth=None) -> dict[str, torch.Tensor]:
         terms = {}
         if self.w.l1:
             terms[prefix + "l1"] = scale * self.w.l1 * L.l1(pred, target)
+        if self.w.mouth and mouth is not None:
+            terms[prefix + "mouth"] = scale * self.w.mouth * L.masked_l1(pred, target, mouth)
         if self.w.perceptual and self.perceptual is not None:
             terms[prefix + "perceptual"] = scale * self.w.perceptual * self.perceptual(pred, target)
         return terms
@@ -115,7 +117,7 @@ class Stage:
         lat_s, feats = model.encode(batch["source"])
         lat_d, _ = model.encode(batch["target"])
         out = drive(model, lat_s, feats, model.coefficients(lat_d), self.use_expression)
-        terms = self._rec("rec_", out, batch["target"])
+        terms = self._rec("rec_", out, batch["target"], mouth=batch.get("target_mouth"))
         if self.use_gan and self.w.gan and disc is not None:
             terms["gan_g"] = self.w.gan * L.g_nonsaturating(disc(out))
         return terms, batch["target"], out, [batch["source"], batch["target"], out]
@@ -140,9 +142,11 @@ class MouthPoseStage(Stage):
         cb = model.coefficients(model.encode(batch["b"])[0])
         rec_a = drive(model, lat_aid, feats_a, ca, self.use_expression)
         rec_b = drive(model, lat_bid, feats_b, cb, self.use_expression)
+        ma, mb = batch.get("a_mouth"), batch.get("b_mouth")
         terms = {}
-        for k, v in self._rec("rec_", rec_a, batch["a"]).items():
-            terms[k] = v + self._rec("rec_", rec_b, batch["b"])[k]
+        tb = self._rec("rec_", rec_b, batch["b"], mouth=mb)
+        for k, v in self._rec("rec_", rec_a, batch["a"], mouth=ma).items():
+            terms[k] = v + tb[k]
         fakes_g, fakes_d = [rec_a, rec_b], [rec_a, rec_b]
         grid = [batch["a_id"], batch["a"], rec_a, batch["b_a"], batch["a_b"]]
         if self.cross_reconstruction or self.feature_loss:
@@ -154,8 +158,8 @@ class MouthPoseStage(Stage):
             cross_b = {"mouth": c_ab["mouth"], "pose": c_ba["pose"], "expression": c_ba.get("expression")}
             xa = drive(model, lat_aid, feats_a, cross_a, self.use_expression)
             xb = drive(model, lat_bid, feats_b, cross_b, self.use_expression)
-            ta = self._rec("cross_", xa, batch["a"], self.w.cross)
-            tb = self._rec("cross_", xb, batch["b"], self.w.cross)
+            ta = self._rec("cross_", xa, batch["a"], self.w.cross, mouth=ma)
+            tb = self._rec("cross_", xb, batch["b"], self.w.cross, mouth=mb)
             terms.update({k: ta[k] + tb[k] for k in ta})
             fakes_g += [xa, xb]
             fakes_d = [xa, xb]  # the release trains D on the cross reconstructions only

@@ -7,7 +7,6 @@ from scipy.ndimage import uniform_filter
 
 from metrics.errors import InputError
 
-
 FRAMES_ADVICE = "fix the method's output (a diverged model?) before scoring, then pass uint8 frames"
 
 
@@ -112,7 +111,8 @@ def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma
     mu1, mu2 = np.atleast_1d(mu1).astype(np.float64), np.atleast_1d(mu2).astype(np.float64)
     sigma1, sigma2 = np.atleast_2d(sigma1).astype(np.float64), np.atleast_2d(sigma2).astype(np.float64)
     if mu1.shape != mu2.shape or sigma1.shape != sigma2.shape:
-        raise InputError(f"feature statistics differ in shape: {mu1.shape}/{sigma1.shape} vs {mu2.shape}/{sigma2.shape}")
+        raise InputError(f"feature statistics differ in shape: "
+                         f"{mu1.shape}/{sigma1.shape} vs {mu2.shape}/{sigma2.shape}")
     if not all(np.isfinite(v).all() for v in (mu1, mu2, sigma1, sigma2)):
         raise InputError("FID: the feature statistics contain NaN or inf; check the images and the "
                          "feature extractor")

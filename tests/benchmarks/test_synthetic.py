@@ -27,7 +27,7 @@ def test_same_seed_same_world_and_files_decode_as_described(worlds):
     wa, wb = worlds
     assert [c.name for c in wa.clips()] == [c.name for c in wb.clips()]
     assert set(wa.meta["train_identities"]).isdisjoint(wa.meta["test_identities"])
-    for ca, cb in zip(wa.clips(), wb.clips()):
+    for ca, cb in zip(wa.clips(), wb.clips(), strict=True):
         assert np.array_equal(wa.frames(ca), wb.frames(cb))
         ga, gb = wa.ground_truth(ca), wb.ground_truth(cb)
         assert all(np.array_equal(ga[k], gb[k]) for k in ga)
@@ -89,7 +89,7 @@ def _aligned(clip, size=32):
     import cv2
 
     out = []
-    for img, lm in zip(clip.frames, clip.ground_truth["landmarks"]):
+    for img, lm in zip(clip.frames, clip.ground_truth["landmarks"], strict=True):
         src = np.stack([lm[36:42].mean(0), lm[42:48].mean(0), lm[48:68].mean(0)]).astype(np.float32)
         dst = np.float32([[0.3, 0.35], [0.7, 0.35], [0.5, 0.75]]) * size
         m, _ = cv2.estimateAffinePartial2D(src, dst)

@@ -73,7 +73,8 @@ def test_resume_after_kill_equals_uninterrupted(tmp_path):
     assert param_checksum(resumed.model) == param_checksum(full.model)
     assert param_checksum(resumed.disc) == param_checksum(full.disc)
     for stage in ("autoencoder", "mouth_pose", "expression"):
-        assert (tmp_path / "a" / "logs" / f"{stage}.csv").read_text() == (tmp_path / "b" / "logs" / f"{stage}.csv").read_text()
+        log = f"{stage}.csv"
+        assert (tmp_path / "a" / "logs" / log).read_text() == (tmp_path / "b" / "logs" / log).read_text()
 
 
 def test_resume_with_other_config_is_refused(tmp_path):

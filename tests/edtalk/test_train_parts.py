@@ -144,13 +144,37 @@ def test_pair_samples_are_deterministic_and_shaped():
     pool = tiny_pool()
     ds = PairDataset(pool, "mouth_pose", 8, seed=1)
     s1, s2 = ds[3], ds[3]
-    assert set(s1) == {"a_id", "a", "b_id", "b", "a_b", "b_a"}
+    assert set(s1) == {"a_id", "a", "b_id", "b", "a_b", "b_a", "a_mouth", "b_mouth"}
     assert all(torch.equal(s1[k], s2[k]) for k in s1)
     assert s1["a"].shape == (3, 32, 32) and s1["a"].min() >= -1 and s1["a"].max() <= 1
     ds.set_epoch(1)
     assert not all(torch.equal(s1[k], ds[3][k]) for k in s1)
     ex = PairDataset(pool, "expression", 8, seed=1)[0]
-    assert set(ex) == {"source", "target"}
+    assert set(ex) == {"source", "target", "target_mouth"}
+
+
+def test_mouth_mask_covers_the_mouth_box_only():
+    from edtalk.train.data import mouth_mask
+
+    img, lm = draw_face(64, 0, 0.0, 0.8)
+    m = mouth_mask(lm, 64)
+    ys, xs = torch.nonzero(m[0], as_tuple=True)
+    mouth = lm[48:68]
+    # the box holds every mouth landmark (± the 1-px margin at 64 px), and nothing far from it
+    assert xs.min() <= mouth[:, 0].min() and xs.max() >= mouth[:, 0].max() - 1
+    assert ys.min() <= mouth[:, 1].min() and ys.max() >= mouth[:, 1].max() - 1
+    assert xs.max() <= mouth[:, 0].max() + 2 and ys.min() >= mouth[:, 1].min() - 2
+    assert 0 < m.sum() < 0.2 * 64 * 64
+
+
+def test_masked_l1_is_the_mean_error_inside_the_mask():
+    pred, target = torch.zeros(2, 3, 8, 8), torch.zeros(2, 3, 8, 8)
+    mask = torch.zeros(2, 1, 8, 8)
+    mask[:, :, 2:4, 2:4] = 1
+    pred[:, :, 2:4, 2:4] = 0.5  # error inside the mask
+    pred[:, :, 6:, 6:] = 1.0  # error outside: ignored
+    assert torch.isclose(L.masked_l1(pred, target, mask), torch.tensor(0.5))
+    assert L.masked_l1(pred, target, torch.zeros_like(mask)) == 0  # empty mask: no term, no NaN
 
 
 def test_sampler_resumes_mid_epoch_and_shards():
@@ -187,7 +211,8 @@ def test_cli_train_errors_are_one_line(tmp_path, capsys):
 
     assert main(["train", "--variant", "no-bank", "--out", str(tmp_path / "r")]) == 2
     err = capsys.readouterr().err
-    assert "unknown variant 'no-bank'" in err and "did you mean 'no-banks'" in err and len(err.strip().splitlines()) == 1
+    assert "unknown variant 'no-bank'" in err and "did you mean 'no-banks'" in err
+    assert len(err.strip().splitlines()) == 1
     assert main(["train", "--data", str(tmp_path / "missing"), "--out", str(tmp_path / "r")]) == 2
     assert "--data" in capsys.readouterr().err
     assert main(["train", "--variant", "joint-training", "--stage", "1", "--out", str(tmp_path / "r")]) == 2

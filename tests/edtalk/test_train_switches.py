@@ -37,7 +37,7 @@ def batch_for(kind, n=2, seed=0):
 @pytest.mark.parametrize("stage_index", [0, 1, 2])
 def test_each_stage_overfits_one_batch(stage_index):
     cfg, gen, _, _ = build()
-    cfg = apply_overrides(cfg, {"losses": {"perceptual": 0.0}})  # L1 alone keeps this fast
+    cfg = apply_overrides(cfg, {"losses": {"perceptual": 0.0, "mouth": 0.0}})  # L1 alone keeps this fast
     scfg = cfg.stages[stage_index]
     stage = S.build_stage(dataclasses.replace(scfg, use_gan=False), cfg, None)
     params = S.set_trainable(gen, stage.trainable)
@@ -112,7 +112,8 @@ def test_resume_after_kill_equals_uninterrupted_with_the_real_model(tmp_path):
     from edtalk.train.engine import Trainer, param_checksum
 
     cfg = apply_overrides(resolve_config("smoke", "full", seed=1), {
-        "stages": [dict(name=s.name, iterations=2, batch_size=2, trainable=s.trainable) for s in resolve_config("smoke").stages],
+        "stages": [dict(name=s.name, iterations=2, batch_size=2, trainable=s.trainable)
+                   for s in resolve_config("smoke").stages],
         "checkpoint_every": 1, "log_every": 1, "sample_every": 100, "losses": {"perceptual": 0.0}})
     pool = tiny_pool(size=SIZE)
     a = Trainer(cfg, tmp_path / "a", pool, progress=False)
@@ -126,3 +127,20 @@ def test_resume_after_kill_equals_uninterrupted_with_the_real_model(tmp_path):
     c.prepare_run_dir(resume=True)
     c.fit()
     assert param_checksum(c.model) == param_checksum(a.model) and param_checksum(c.disc) == param_checksum(a.disc)
+
+
+@pytest.mark.parametrize("kind_index", [0, 1])
+def test_mouth_loss_switch_adds_a_mouth_term_per_reconstruction(kind_index):
+    cfg, gen, _, _ = build()
+    off = apply_overrides(cfg, {"losses": {"perceptual": 0.0, "mouth": 0.0}})
+    on = apply_overrides(cfg, {"losses": {"perceptual": 0.0, "mouth": 2.0}})
+    scfg = dataclasses.replace(cfg.stages[kind_index], use_gan=False)
+    batch = batch_for(S.build_stage(scfg, on, None).kind)
+    t_off = S.build_stage(scfg, off, None).generator_terms(gen, None, batch)[0]
+    t_on = S.build_stage(scfg, on, None).generator_terms(gen, None, batch)[0]
+    assert not any(k.endswith("mouth") and not k.startswith("fea") for k in t_off)
+    expected = {"rec_mouth"} | ({"cross_mouth"} if kind_index == 1 else set())
+    assert {k for k in t_on if k.endswith("_mouth") and not k.startswith("fea")} == expected
+    # the term is weight × the masked L1, and the whole-frame terms are unchanged by it
+    assert torch.allclose(t_on["rec_l1"], t_off["rec_l1"])
+    assert float(t_on["rec_mouth"]) > 0

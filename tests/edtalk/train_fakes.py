@@ -55,10 +55,11 @@ def tiny_pool(size: int = 32, identities: int = 3, clips: int = 2, frames: int =
         for j in range(clips):
             yaw = rng.uniform(-1, 1, frames)
             jaw = rng.uniform(0, 1, frames)
-            imgs, lms = zip(*(draw_face(size, i, y, m) for y, m in zip(yaw, jaw)))
+            imgs, lms = zip(*(draw_face(size, i, y, m) for y, m in zip(yaw, jaw, strict=True)), strict=True)
             out.append(PoolClip(f"id{i}_{j}", f"id{i}", "neutral" if j == 0 else "happy", split,
                                 np.stack(imgs), np.stack(lms),
-                                {"mouth": np.stack([jaw, jaw * 0, jaw * 0], 1), "pose": np.stack([yaw * 30, yaw * 0, yaw * 0], 1)}))
+                                {"mouth": np.stack([jaw, jaw * 0, jaw * 0], 1),
+                                 "pose": np.stack([yaw * 30, yaw * 0, yaw * 0], 1)}))
     return FramePool(out)
 
 
@@ -90,7 +91,8 @@ class FakeEDTalk(nn.Module):
         self.pose_bank = nn.Parameter(torch.randn(d, cfg.n_pose))
         self.expression_bank = nn.Parameter(torch.randn(d, cfg.n_exp))
         self.eem = nn.Linear(d, 8) if cfg.eem else None
-        self.decoder = nn.Sequential(nn.Linear(d, 8 * (cfg.size // 4) ** 2), nn.Unflatten(1, (8, cfg.size // 4, cfg.size // 4)),
+        self.decoder = nn.Sequential(nn.Linear(d, 8 * (cfg.size // 4) ** 2),
+                                     nn.Unflatten(1, (8, cfg.size // 4, cfg.size // 4)),
                                      nn.Upsample(scale_factor=2), nn.Conv2d(8, 8, 3, 1, 1), nn.LeakyReLU(0.2),
                                      nn.Upsample(scale_factor=2), nn.Conv2d(8, 3, 3, 1, 1))
         self.skip = nn.Conv2d(3, 3, 1)
@@ -131,7 +133,8 @@ class FakeEDTalk(nn.Module):
 class FakeDisc(nn.Module):
     def __init__(self, size: int):
         super().__init__()
-        self.net = nn.Sequential(nn.Conv2d(3, 8, 4, 2, 1), nn.LeakyReLU(0.2), nn.Flatten(), nn.Linear(8 * (size // 2) ** 2, 1))
+        self.net = nn.Sequential(nn.Conv2d(3, 8, 4, 2, 1), nn.LeakyReLU(0.2), nn.Flatten(),
+                                 nn.Linear(8 * (size // 2) ** 2, 1))
 
     def forward(self, x):
         return self.net(x)

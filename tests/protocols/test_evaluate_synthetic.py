@@ -16,8 +16,9 @@ def world_and_run(tmp_path_factory):
     from edtalk.model import EDTalk
 
     root = tmp_path_factory.mktemp("e2e")
-    world = synthesize_world(root / "world", Preset(identities=4, test_identities=2, emotions=("angry", "happy", "neutral", "sad"),
-                                                    levels=(3,), clips_per_level=1, n_frames=12, size=64), seed=5)
+    preset = Preset(identities=4, test_identities=2, emotions=("angry", "happy", "neutral", "sad"),
+                    levels=(3,), clips_per_level=1, n_frames=12, size=64)
+    world = synthesize_world(root / "world", preset, seed=5)
     train_evaluators(world, config="tiny", seed=0, device="cpu", progress=False, threads=1)
     torch.manual_seed(0)
     cfg = model_preset("smoke")
