@@ -11,7 +11,8 @@ def register(subparsers) -> None:
     p.add_argument("--preset", default="smoke", help="training preset: smoke | standard | paper")
     p.add_argument("--data", required=True, help="synthetic world directory")
     p.add_argument("--out", required=True)
-    p.add_argument("--jobs", type=int, default=None, help="runs in parallel (default: cores / 2)")
+    p.add_argument("--jobs", type=int, default=None,
+                   help="runs in parallel (default: one per core on CPU, one at a time on a GPU)")
     mode = p.add_mutually_exclusive_group()
     mode.add_argument("--keep-going", dest="keep_going", action="store_true", default=True)
     mode.add_argument("--fail-fast", dest="keep_going", action="store_false")

@@ -1,6 +1,7 @@
 """The sweep driver: skips finished runs, resumes killed ones, isolates failures (training and
 evaluation are replaced by fast fakes that write what the real ones write)."""
 import json
+import os
 
 import numpy as np
 import pytest
@@ -110,3 +111,42 @@ def test_runs_of_an_older_config_are_set_aside_not_reported(tmp_path, fake_world
     from reports.collect import collect_results
 
     assert [r["path"].parent.name for r in collect_results(out)] == ["full-s0-0badc0de"]
+
+
+def _specs(root, variants):
+    return [sw.RunSpec(v, 0, "smoke", "synthetic-smoke", str(root), str(root)) for v in variants]
+
+
+def test_local_parallel_runs_in_separate_processes_with_a_share_of_the_cores(tmp_path):
+    from sweep_workers import record
+
+    names = ["full", "no-orthogonality", "no-banks"]
+    sw._local_parallel(_specs(tmp_path, names), jobs=2, cores=2, keep_going=True, progress=False, worker=record)
+    runs = {v: json.loads((tmp_path / f"{v}.json").read_text()) for v in names}
+    assert all(r["threads"] == 1 for r in runs.values())  # never more threads than cores
+    assert runs["full"]["pid"] != runs["no-orthogonality"]["pid"]
+    assert os.getpid() not in {r["pid"] for r in runs.values()}
+    # four cores, two runs: each gets two
+    sw._local_parallel(_specs(tmp_path / "x", ["full", "no-banks"]), jobs=2, cores=4, keep_going=True, progress=False,
+                       worker=record)
+    assert [json.loads((tmp_path / "x" / f"{v}.json").read_text())["threads"] for v in ["full", "no-banks"]] == [2, 2]
+
+
+def test_local_parallel_fail_fast_raises_and_keep_going_finishes(tmp_path):
+    from sweep_workers import record
+
+    with pytest.raises(UserError, match="no-eem"):
+        sw._local_parallel(_specs(tmp_path / "ff", ["no-eem", "full"]), jobs=2, cores=2, keep_going=False,
+                           progress=False, worker=record)
+    sw._local_parallel(_specs(tmp_path / "kg", ["no-eem", "full", "no-banks"]), jobs=2, cores=2, keep_going=True,
+                       progress=False, worker=record)
+    assert {p.stem for p in (tmp_path / "kg").glob("*.json")} == {"no-eem", "full", "no-banks"}
+
+
+def test_default_jobs_is_one_per_core_on_cpu(monkeypatch):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert sw.default_jobs(2) == 2 and sw.default_jobs(1) == 1
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert sw.default_jobs(16) == 1
