@@ -34,14 +34,26 @@ class RunSpec:
     protocol: str
     data: str
     root: str
+    # Stages taken from `full`'s run with the same seed (Variant.shares_with_full), when the sweep trains it.
+    shared: tuple[str, ...] = ()
 
     @property
     def config_hash(self) -> str:
         from edtalk.train.api import resolve_config
 
         cfg = resolve_config(self.preset, self.variant, self.seed).to_dict()
-        blob = json.dumps({"train": cfg, "protocol": self.protocol}, sort_keys=True, default=str)
+        what = {"train": cfg, "protocol": self.protocol}
+        if self.shared:
+            what["shared_with_full"] = {"stages": list(self.shared), "full": self.parent.config_hash}
+        blob = json.dumps(what, sort_keys=True, default=str)
         return hashlib.sha256(blob.encode()).hexdigest()[:8]
+
+    @property
+    def parent(self) -> RunSpec | None:
+        """The `full` run this one takes its shared stages from."""
+        if not self.shared:
+            return None
+        return RunSpec("full", self.seed, self.preset, self.protocol, self.data, self.root)
 
     @property
     def key(self) -> str:
@@ -74,8 +86,17 @@ def run_one(spec: RunSpec, threads: int | None = None, progress: bool = False) -
     try:
         if not (run_dir / "model.pt").exists():
             resume = (run_dir / "checkpoints" / "last.pt").exists()
+            kw = {}
+            if spec.shared and not resume:
+                parent = spec.parent
+                ckpt = parent.run_dir / "checkpoints" / f"{spec.shared[-1]}.pt"
+                if not ckpt.exists():
+                    raise UserError(f"{spec.key} starts from {parent.key}'s {spec.shared[-1]} checkpoint, which "
+                                    f"is missing ({_status(parent.run_dir).get('error', 'not trained yet')}); "
+                                    "re-run the sweep once full has trained")
+                kw["adopt"] = (ckpt, spec.shared)
             train_run(spec.preset, spec.variant, run_dir, data_dir=spec.data, seed=spec.seed, resume=resume,
-                      progress=progress)
+                      progress=progress, **kw)
         evaluate_protocol(spec.protocol, run_dir / "results.json", run_dir=run_dir, data=spec.data,
                           progress=progress)
         status = {"state": "done", "seconds": round(time.time() - t0, 1), "key": spec.key}
@@ -86,12 +107,14 @@ def run_one(spec: RunSpec, threads: int | None = None, progress: bool = False) -
     return status
 
 
-def _ray_run(address: str, specs: list[RunSpec], threads: int, fail_fast: bool) -> list[dict]:
+def _ray_run(address: str, specs: list[RunSpec], threads: int, fail_fast: bool, worker=None) -> list[dict]:
+    """One Ray task per run (`num_cpus=threads`); "local" starts a Ray instance on this machine.
+    Results still come from the run directories: the returned statuses only drive --fail-fast."""
     import ray
 
     ray.init(address=address if address != "local" else None, ignore_reinit_error=True,
              include_dashboard=False, log_to_driver=False)
-    remote = ray.remote(num_cpus=threads)(run_one)
+    remote = ray.remote(num_cpus=threads)(worker or run_one)
     pending = {remote.remote(s, threads): s for s in specs}
     out = []
     while pending:
@@ -107,8 +130,12 @@ def _ray_run(address: str, specs: list[RunSpec], threads: int, fail_fast: bool) 
 
 
 def run_sweep(protocol: str, variants, seeds: int, out, data, preset: str = "smoke", *, jobs: int | None = None,
-              keep_going: bool = True, ray_address: str | None = None, progress: bool = True) -> dict:
-    """Train + evaluate every variant × seed into `out`; returns {"runs": [...], "failed": [...]}."""
+              keep_going: bool = True, ray_address: str | None = None, progress: bool = True,
+              share_stages: bool = True) -> dict:
+    """Train + evaluate every variant × seed into `out`; returns {"runs": [...], "failed": [...]}.
+
+    With `share_stages` and `full` among the variants, a variant whose switches act only in later
+    stages (`Variant.shares_with_full`) starts from full's checkpoint after those stages, same seed."""
     from ablations.variants import get_variant
     from benchmarks.protocols.registry import get_protocol
 
@@ -119,7 +146,9 @@ def run_sweep(protocol: str, variants, seeds: int, out, data, preset: str = "smo
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     definition = {"schema": "edtalk-bench/sweep@1", "protocol": proto.to_dict()["id"], "preset": preset,
-                  "variants": variants, "seeds": int(seeds), "data": str(Path(data).resolve())}
+                  "variants": variants, "seeds": int(seeds), "data": str(Path(data).resolve()),
+                  "share_stages": bool(share_stages)}
+    share = bool(share_stages) and "full" in variants
     old = out / "sweep.json"
     if old.exists():
         prev = json.loads(old.read_text())
@@ -135,15 +164,32 @@ def run_sweep(protocol: str, variants, seeds: int, out, data, preset: str = "smo
 
         ev = load_evaluators(data, progress=False)
         atomic_write_json(out / "evaluators.json", {"validation": ev.validation, "meta": ev.meta})
-    specs = [RunSpec(v, s, preset, proto.name, str(Path(data).resolve()), str(out)) for v in variants
-             for s in range(int(seeds))]
-    _set_aside_superseded(out, preset, proto.name, str(Path(data).resolve()))
+    specs = [make_spec(v, s, preset, proto.name, str(Path(data).resolve()), str(out), share)
+             for v in variants for s in range(int(seeds))]
+    _set_aside_superseded(out, preset, proto.name, str(Path(data).resolve()), share)
     todo = [s for s in specs if _status(s.run_dir).get("state") != "done"]
+    # Runs that take stages from full's run go after it (a second wave), unless it is done already.
+    first = [s for s in todo if not s.shared or _status(s.parent.run_dir).get("state") == "done"
+             or s.parent.run_dir.joinpath("checkpoints", f"{s.shared[-1]}.pt").exists()]
+    waves = [w for w in (first, [s for s in todo if s not in first]) if w]
+    for wave in waves:
+        _run_wave(wave, len(specs), len(todo), jobs, keep_going, ray_address, progress)
+    return collect_sweep(out)
+
+
+def make_spec(variant: str, seed: int, preset: str, protocol: str, data: str, root: str, share: bool) -> RunSpec:
+    from ablations.variants import get_variant
+
+    shared = get_variant(variant).shares_with_full if share and variant != "full" else ()
+    return RunSpec(variant, seed, preset, protocol, data, root, tuple(shared))
+
+
+def _run_wave(todo: list[RunSpec], n_specs: int, n_todo: int, jobs, keep_going, ray_address, progress) -> None:
     cores = os.cpu_count() or 1
     jobs = max(1, min(jobs or default_jobs(cores), len(todo) or 1))
     threads = max(1, cores // jobs)
     if todo:
-        print(f"sweep: {len(specs) - len(todo)} of {len(specs)} runs already done; running {len(todo)} "
+        print(f"sweep: {n_specs - n_todo} of {n_specs} runs already done; running {len(todo)} "
               f"({'ray ' + ray_address if ray_address else f'{jobs} at a time'}, {threads} thread(s) each)")
     if ray_address:
         _ray_run(ray_address, todo, threads, fail_fast=not keep_going)
@@ -158,7 +204,6 @@ def run_sweep(protocol: str, variants, seeds: int, out, data, preset: str = "smo
                     raise UserError(f"run {spec.key} failed: {st['error']} (see {spec.run_dir}/status.json)")
     else:
         _local_parallel(todo, jobs, cores, keep_going, progress)
-    return collect_sweep(out)
 
 
 def default_jobs(cores: int) -> int:
@@ -206,7 +251,7 @@ def _local_parallel(todo: list[RunSpec], jobs: int, cores: int, keep_going: bool
                         raise UserError(f"run {spec.key} failed: {st['error']} (see {spec.run_dir}/status.json)")
 
 
-def _set_aside_superseded(out: Path, preset: str, protocol: str, data: str) -> None:
+def _set_aside_superseded(out: Path, preset: str, protocol: str, data: str, share: bool = False) -> None:
     """Move runs whose config hash is not what this code resolves for their (variant, seed) to
     DIR/superseded/: after an upgrade that changed a preset, their results must not sit in the
     report beside the new runs' (they are kept, not deleted)."""
@@ -220,7 +265,8 @@ def _set_aside_superseded(out: Path, preset: str, protocol: str, data: str) -> N
         if not m or not run_dir.is_dir():
             continue
         try:
-            current = RunSpec(get_variant(m.group(1)).name, int(m.group(2)), preset, protocol, data, str(out)).key
+            current = make_spec(get_variant(m.group(1)).name, int(m.group(2)), preset, protocol, data, str(out),
+                                share).key
         except InputError:  # a variant this code no longer knows
             current = None
         if current != run_dir.name:

@@ -133,6 +133,11 @@ class Variant:
     overrides: dict[str, Any] = field(default_factory=dict)
     # The paper's numbers (MEAD, audio-driven, paper.md §5.4); None = not reported / not readable.
     paper: dict[str, float | None] = field(default_factory=dict)
+    # Stages (in order from stage 0) whose computation is identical to `full`'s under staged training:
+    # the variant's switches act only later. A sweep that also trains `full` with the same seed starts
+    # this variant from full's checkpoint after them (paired comparison, and those stages run once);
+    # tests/ablations/test_shared_stages.py checks each claim against the computation.
+    shares_with_full: tuple[str, ...] = ()
 
     def __post_init__(self):
         validate_overrides(self.overrides, where=f"variant {self.name!r}")
@@ -156,17 +161,17 @@ VARIANTS: dict[str, Variant] = {v.name: v for v in [
     Variant("no-pose-bank", "pose head maps directly to a 512-d motion latent (no pose bases)",
             {"model": {"pose_bank": "direct"}}, _paper()),
     Variant("no-expression-bank", "expression head maps directly to a 512-d latent (no expression bases)",
-            {"model": {"expression_bank": "direct"}}, _paper()),
+            {"model": {"expression_bank": "direct"}}, _paper(), shares_with_full=("autoencoder", "mouth_pose")),
     Variant("no-banks", "the paper's 'w/o Bank': every head maps directly to a 512-d motion latent",
             {"model": {"mouth_bank": "direct", "pose_bank": "direct", "expression_bank": "direct"}},
             _paper(psnr=20.302)),
     Variant("no-eem", "no Emotion Enhancement Module: expression reaches the image only through the latent",
-            {"model": {"eem": False}}, _paper(acc_emo=49.37)),
+            {"model": {"eem": False}}, _paper(acc_emo=49.37), shares_with_full=("autoencoder", "mouth_pose")),
     Variant("no-cross-reconstruction",
             "stage 1 without the mouth-swap cross-reconstruction losses (self-reconstruction only)",
-            {"cross_reconstruction": False}, _paper()),
+            {"cross_reconstruction": False}, _paper(), shares_with_full=("autoencoder",)),
     Variant("no-feature-loss", "stage 1 without the feature-level cosine constraint L_fea",
-            {"feature_loss": False}, _paper()),
+            {"feature_loss": False}, _paper(), shares_with_full=("autoencoder",)),
     Variant("joint-training", "no efficient staged strategy: one stage trains every module with all losses at once",
             {"joint_training": True}, _paper()),
 ]}

@@ -116,10 +116,17 @@ def _extras(path: Path, method: dict, root: Path) -> dict:
         extras[name] = data if isinstance(data, dict) else None
     curves: dict[str, dict] = {}
     if run_dir is not None:
-        for csv_path in sorted((run_dir / "logs").glob("*.csv")):
-            curve = _read_curve(csv_path)
+        logs = [run_dir / "logs"]
+        # A run that took its first stages from another run (the sweep's stage sharing) shows that run's
+        # curves for them: they are this model's history too.
+        shared = (_read_json(run_dir / "config.json") or {}).get("shared_stages")
+        if isinstance(shared, dict) and shared.get("from"):
+            parent_logs = Path(shared["from"]).parent.parent / "logs"
+            logs = [parent_logs / f"{st}.csv" for st in shared.get("stages", [])] + logs
+        for csv_path in [p for d in logs for p in (sorted(d.glob("*.csv")) if d.is_dir() else [d])]:
+            curve = _read_curve(csv_path) if csv_path.is_file() else None
             if curve is not None:
-                curves[csv_path.stem] = curve
+                curves.setdefault(csv_path.stem, curve)
     extras["curves"] = curves
     samples = _files(here / "samples", (".png",))
     if not samples and run_dir is not None:

@@ -17,6 +17,10 @@ def register(subparsers) -> None:
     mode.add_argument("--keep-going", dest="keep_going", action="store_true", default=True)
     mode.add_argument("--fail-fast", dest="keep_going", action="store_false")
     p.add_argument("--ray-address", default=None, help="run one Ray task per run ('local' starts Ray here)")
+    p.add_argument("--no-share-stages", dest="share_stages", action="store_false",
+                   help="train every variant from scratch, even those whose switches act only after stages "
+                        "they could take from full's run (no-eem, no-expression-bank: stages 0-1; "
+                        "no-cross-reconstruction, no-feature-loss: stage 0)")
     p.set_defaults(func=run)
 
 
@@ -27,7 +31,7 @@ def run(args) -> int:
     variants = {"paper": ",".join(PAPER_ABLATIONS), "all": ",".join(v.name for v in list_variants())}.get(
         args.variants, args.variants)
     summary = run_sweep(args.protocol, variants, args.seeds, args.out, args.data, args.preset, jobs=args.jobs,
-                        keep_going=args.keep_going, ray_address=args.ray_address)
+                        keep_going=args.keep_going, ray_address=args.ray_address, share_stages=args.share_stages)
     print(f"sweep: {len(summary['runs'])} runs done, {len(summary['failed'])} failed")
     for f in summary["failed"]:
         print(f"  failed {f.get('key')}: {f.get('error')}")

@@ -62,13 +62,15 @@ def load_pools(cfg: TrainConfig, data_dir):
 
 def train_run(preset: str, variant: str, out_dir, data_dir=None, seed: int = 0, stages="all", *,
               resume: bool = False, device=None, progress: bool = True, overrides: dict | None = None,
-              evaluate: bool = True, build=None, pools=None) -> Path:
+              evaluate: bool = True, build=None, pools=None, adopt=None) -> Path:
     """Train `variant` with `preset` into `out_dir` (created); returns the run directory.
 
     Re-calling with `resume=True` continues from `checkpoints/last.pt`; finished stages are skipped.
     With no `data_dir` a small synthetic world is generated in memory (size from the model preset).
     `build(cfg, size) -> (generator, discriminator, model_config)` and `pools=(train, test)` replace the
     model factory and the data (tests and sweeps use them to run tiny stand-ins).
+    `adopt=(checkpoint, stages)` starts a fresh run from another run's end-of-stage checkpoint in place
+    of training `stages` (see `Trainer.adopt_stages`; the sweep uses it for `Variant.shares_with_full`).
     """
     from edtalk.train.engine import Trainer
 
@@ -80,7 +82,8 @@ def train_run(preset: str, variant: str, out_dir, data_dir=None, seed: int = 0, 
     out.mkdir(parents=True, exist_ok=True)
     pool, test_pool = pools if pools is not None else load_pools(cfg, data_dir)
     trainer = Trainer(cfg, out, pool, device=device, progress=progress, build=build)
-    trainer.prepare_run_dir(resume=resume or (only is not None and (out / "checkpoints" / "last.pt").exists()))
+    trainer.prepare_run_dir(resume=resume or (only is not None and (out / "checkpoints" / "last.pt").exists()),
+                            adopt=(Path(adopt[0]), tuple(adopt[1])) if adopt else None)
     trainer.fit(only)
     if evaluate and trainer.dist.main and not (set(trainer.plan_names()) - set(trainer.state["completed"])):
         from edtalk.train.evaluate import evaluate_run

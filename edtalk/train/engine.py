@@ -44,6 +44,7 @@ from metrics.utils import (
     provenance,
     resolve_device,
     safe_torch_load,
+    sha256_file,
 )
 
 CKPT_FORMAT = "edtalk-bench/train-checkpoint@1"
@@ -324,7 +325,51 @@ class Trainer:
                 "world_size": self.dist.world_size, "frame_size": self.pool.size,
                 "data": {"identities": self.pool.identities, "clips": len(self.pool.clips)}}
 
-    def prepare_run_dir(self, resume: bool) -> None:
+    def adopt_stages(self, checkpoint: Path, stages: tuple[str, ...]) -> dict:
+        """Start this run from another run's end-of-stage checkpoint instead of training `stages` again.
+
+        For variants whose switches only act in later stages (e.g. no-eem: EEM is used from stage 2
+        on), stages 0-1 compute exactly what the parent's did, so the parent's weights are taken as they
+        are: every tensor of the groups those stages train must be in the checkpoint with the same
+        shape; the ones trained later (EEM, expression head/bank) keep this run's own initialisation.
+        Returns the record kept in config.json. The comparison with the parent is then paired: both
+        runs share stages 0-1 exactly and differ only in what the variant switches."""
+        from edtalk.train.config import STAGE_TRAINABLE
+
+        ck = safe_torch_load(checkpoint, "an edtalk-bench training checkpoint")
+        if not isinstance(ck, dict) or ck.get("format") != CKPT_FORMAT:
+            raise CheckpointMismatchError(f"{checkpoint} is not an edtalk-bench training checkpoint")
+        done = list(ck["state"].get("completed", []))
+        if list(stages) != done[:len(stages)] or list(stages) != [s.name for s in self.plan[:len(stages)]]:
+            raise CheckpointMismatchError(f"{checkpoint} completed stages {done}; this run needs {list(stages)} "
+                                          f"as its first stages ({[s.name for s in self.plan]})")
+        groups = S.parameter_groups(self.model)
+        shared = {g for st in stages for g in STAGE_TRAINABLE[st]}
+        later = {id(p) for g, ps in groups.items() if g not in shared for p in ps}
+        own = dict(self.model.state_dict(keep_vars=True))
+        mine = self.model.state_dict()
+        theirs = ck["model"]
+        taken, kept = [], []
+        for key, value in mine.items():
+            if key in theirs and tuple(theirs[key].shape) == tuple(value.shape):
+                mine[key] = theirs[key]
+                taken.append(key)
+            elif id(own[key]) in later:
+                kept.append(key)
+            else:
+                raise CheckpointMismatchError(f"{checkpoint} lacks {key!r} (or has another shape), which stages "
+                                              f"{list(stages)} train; it cannot stand in for them in this run")
+        self.model.load_state_dict(mine)
+        self.disc.load_state_dict(ck["disc"])
+        parent = ck["state"]
+        self.state.update({"completed": list(stages), "stage_index": len(stages),
+                           "global_step": int(parent.get("global_step", 0)),
+                           "stage_time": {st: {**parent.get("stage_time", {}).get(st, {}),
+                                               "shared_from": str(checkpoint)} for st in stages}})
+        return {"from": str(checkpoint), "sha256": sha256_file(checkpoint), "stages": list(stages),
+                "tensors_taken": len(taken), "tensors_own_init": kept}
+
+    def prepare_run_dir(self, resume: bool, adopt: tuple[Path, tuple[str, ...]] | None = None) -> None:
         cfg_path = self.run_dir / "config.json"
         last = self.ckpt_dir / "last.pt"
         if last.exists() and not resume:
@@ -341,9 +386,14 @@ class Trainer:
                             f"{self.run_dir}: resuming with a different {key!r} than the run was started with; "
                             "use the same preset/variant/seed/world size or a new --out")
             self.load_checkpoint(last)
-        elif self.dist.main:
-            atomic_write_json(cfg_path, resolved)
-            atomic_write_json(self.run_dir / "provenance.json", provenance(run="train", variant=self.cfg.variant))
+        else:
+            if adopt is not None:
+                resolved["shared_stages"] = self.adopt_stages(*adopt)
+            if self.dist.main:
+                atomic_write_json(cfg_path, resolved)
+                atomic_write_json(self.run_dir / "provenance.json", provenance(run="train", variant=self.cfg.variant))
+                if adopt is not None:
+                    self.save(None, None)  # a kill from here on resumes after the adopted stages
         if self.dist.enabled:
             torch.distributed.barrier()
 

@@ -12,17 +12,21 @@ from metrics.errors import UserError
 
 @pytest.fixture
 def fake_world(tmp_path, monkeypatch):
-    calls = {"train": [], "evaluate": []}
+    calls = {"train": [], "evaluate": [], "adopt": {}}
     boom = {"variant": None, "interrupt": None}
 
-    def train_run(preset, variant, run_dir, data_dir=None, seed=0, resume=False, progress=True):
+    def train_run(preset, variant, run_dir, data_dir=None, seed=0, resume=False, progress=True, adopt=None):
         calls["train"].append((variant, seed, resume))
+        calls["adopt"][(variant, seed)] = adopt
         if boom["interrupt"] == variant:
             (run_dir / "checkpoints").mkdir(exist_ok=True)
             (run_dir / "checkpoints" / "last.pt").write_bytes(b"x")
             raise KeyboardInterrupt  # a kill: nothing may be marked done
         if boom["variant"] == variant:
             raise RuntimeError("loss is nan at step 3")
+        (run_dir / "checkpoints").mkdir(exist_ok=True)
+        for stage in ("autoencoder", "mouth_pose", "expression"):
+            (run_dir / "checkpoints" / f"{stage}.pt").write_bytes(b"ckpt")
         (run_dir / "model.pt").write_bytes(b"model")
 
     def evaluate_protocol(protocol, out, run_dir=None, data=None, progress=True):
@@ -150,3 +154,58 @@ def test_default_jobs_is_one_per_core_on_cpu(monkeypatch):
     assert sw.default_jobs(2) == 2 and sw.default_jobs(1) == 1
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     assert sw.default_jobs(16) == 1
+
+
+def test_stage_sharing_variants_start_from_fulls_checkpoint_after_it(tmp_path, fake_world):
+    calls, _, data = fake_world
+    out = tmp_path / "sweep"
+    s = sw.run_sweep("synthetic-smoke", "no-eem,no-orthogonality,full", 2, out, data, jobs=1, progress=False)
+    assert len(s["runs"]) == 6 and not s["failed"]
+    order = [v for v, _, _ in calls["train"]]
+    assert order.index("full") < order.index("no-eem") and order[-2:] == ["no-eem", "no-eem"]
+    keys = {(r["key"].rsplit("-s", 1)[0], int(r["key"].rsplit("-s", 1)[1].split("-")[0])): r["key"] for r in s["runs"]}
+    for seed in (0, 1):
+        ckpt, stages = calls["adopt"][("no-eem", seed)]
+        assert stages == ("autoencoder", "mouth_pose")
+        assert ckpt == out / "runs" / keys[("full", seed)] / "checkpoints" / "mouth_pose.pt"  # same seed's full
+        assert calls["adopt"][("no-orthogonality", seed)] is None and calls["adopt"][("full", seed)] is None
+    # the shared run's key differs from a standalone one's; without full (or with sharing off) none is shared
+    standalone = sw.make_spec("no-eem", 0, "smoke", "synthetic-smoke", str(data), str(out), share=False)
+    assert standalone.key != keys[("no-eem", 0)]
+    calls["adopt"].clear()
+    s2 = sw.run_sweep("synthetic-smoke", "no-eem", 1, tmp_path / "alone", data, jobs=1, progress=False)
+    assert calls["adopt"] == {("no-eem", 0): None} and len(s2["runs"]) == 1
+    calls["adopt"].clear()
+    sw.run_sweep("synthetic-smoke", "full,no-eem", 1, tmp_path / "off", data, jobs=1, progress=False,
+                 share_stages=False)
+    assert calls["adopt"] == {("full", 0): None, ("no-eem", 0): None}
+
+
+def test_a_shared_run_whose_parent_failed_fails_with_the_reason(tmp_path, fake_world):
+    calls, boom, data = fake_world
+    boom["variant"] = "full"
+    s = sw.run_sweep("synthetic-smoke", "full,no-eem", 1, tmp_path / "s", data, jobs=1, progress=False)
+    errors = {f["key"].split("-s")[0]: f["error"] for f in s["failed"]}
+    assert "loss is nan" in errors["full"]
+    assert "mouth_pose checkpoint" in errors["no-eem"] and "loss is nan" in errors["no-eem"]
+    assert [v for v, _, _ in calls["train"]] == ["full"]  # no-eem did not train from scratch instead
+
+
+def test_ray_runs_one_task_per_run_on_a_local_instance(tmp_path):
+    ray = pytest.importorskip("ray")
+    import cloudpickle
+    import sweep_workers
+
+    cloudpickle.register_pickle_by_value(sweep_workers)  # Ray's workers do not have tests/ on their path
+    try:
+        names = ["full", "no-orthogonality"]
+        out = sw._ray_run("local", _specs(tmp_path, names), threads=1, fail_fast=False, worker=sweep_workers.record)
+        assert sorted(st["key"] for st in out) == names
+        runs = [json.loads((tmp_path / f"{v}.json").read_text()) for v in names]
+        assert os.getpid() not in {r["pid"] for r in runs} and all(r["threads"] == 1 for r in runs)
+        with pytest.raises(UserError, match="no-eem"):
+            sw._ray_run("local", _specs(tmp_path / "ff", ["no-eem"]), threads=1, fail_fast=True,
+                        worker=sweep_workers.record)
+    finally:
+        cloudpickle.unregister_pickle_by_value(sweep_workers)
+        ray.shutdown()

@@ -286,3 +286,17 @@ def test_bootstrap_helpers_match_engine_and_detect_shifts():
     assert n == 40 and lo > 0 and lo < d < hi
     d, lo, hi, n = paired_diff_ci(y + ALTERNATE.repeat(5), y)
     assert d == pytest.approx(0.0, abs=1e-12) and lo < 0 < hi
+
+
+def test_a_run_with_shared_stages_shows_the_parents_curves_for_them(tmp_path):
+    from reports.collect import _extras
+
+    parent, child = tmp_path / "runs" / "full-s0", tmp_path / "runs" / "no-eem-s0"
+    _write_run_dir(parent, 0)
+    (child / "logs").mkdir(parents=True)
+    (child / "logs" / "expression.csv").write_text("step,loss_rec\n1,0.5\n2,0.4\n")
+    (child / "config.json").write_text(json.dumps({"shared_stages": {
+        "from": str(parent / "checkpoints" / "mouth_pose.pt"), "stages": ["autoencoder", "mouth_pose"]}}))
+    ex = _extras(child / "results.json", {"run_dir": str(child)}, tmp_path)
+    assert set(ex["curves"]) == {"autoencoder", "mouth_pose", "expression"}
+    assert ex["curves"]["autoencoder"]["step"][-1] == 40 and ex["curves"]["expression"]["step"] == [1, 2]
