@@ -193,8 +193,8 @@ def test_a_shared_run_whose_parent_failed_fails_with_the_reason(tmp_path, fake_w
 
 def test_ray_runs_one_task_per_run_on_a_local_instance(tmp_path):
     ray = pytest.importorskip("ray")
-    import cloudpickle
     import sweep_workers
+    from ray import cloudpickle  # Ray's own copy: what it pickles tasks with
 
     cloudpickle.register_pickle_by_value(sweep_workers)  # Ray's workers do not have tests/ on their path
     try:
