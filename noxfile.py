@@ -186,8 +186,9 @@ def report(session: nox.Session) -> None:
     _edtalk(session, "report", *(session.posargs or [str(OUT / "sweep-smoke")]), "--html", "--pdf")
 
 
-# What `reproduce` sweeps: the smoke loop keeps to three of the paper's ablations so that it ends in
-# about 15 minutes on 2 cores; the standard study runs every paper ablation with 3 seeds.
+# What `reproduce` sweeps: the smoke loop keeps to three of the paper's ablations (33 minutes from
+# nothing on a 2-core host, measured; README) and no-eem takes stages 0-1 from full's run; the standard
+# study runs every paper ablation with 3 seeds.
 REPRODUCE = {"smoke": {"variants": "full,no-orthogonality,no-eem", "seeds": "1"},
              "standard": {"variants": "paper", "seeds": "3"}}
 
