@@ -84,7 +84,9 @@ def run_one(spec: RunSpec, threads: int | None = None, progress: bool = False) -
     run_dir.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
     try:
-        if not (run_dir / "model.pt").exists():
+        # eval.json (the held-out check) is written after model.pt: a run killed between the two resumes
+        # its training call, which skips the finished stages and writes it.
+        if not ((run_dir / "model.pt").exists() and (run_dir / "eval.json").exists()):
             resume = (run_dir / "checkpoints" / "last.pt").exists()
             kw = {}
             if spec.shared and not resume:

@@ -25,9 +25,10 @@ def fake_world(tmp_path, monkeypatch):
         if boom["variant"] == variant:
             raise RuntimeError("loss is nan at step 3")
         (run_dir / "checkpoints").mkdir(exist_ok=True)
-        for stage in ("autoencoder", "mouth_pose", "expression"):
+        for stage in ("autoencoder", "mouth_pose", "expression", "last"):
             (run_dir / "checkpoints" / f"{stage}.pt").write_bytes(b"ckpt")
         (run_dir / "model.pt").write_bytes(b"model")
+        (run_dir / "eval.json").write_text("{}")  # the real train_run's held-out check, written last
 
     def evaluate_protocol(protocol, out, run_dir=None, data=None, progress=True):
         from benchmarks.protocols.engine import Case, evaluate
@@ -209,3 +210,15 @@ def test_ray_runs_one_task_per_run_on_a_local_instance(tmp_path):
     finally:
         cloudpickle.unregister_pickle_by_value(sweep_workers)
         ray.shutdown()
+
+
+def test_a_run_killed_between_model_and_held_out_check_finishes_the_check(tmp_path, fake_world):
+    calls, _, data = fake_world
+    out = tmp_path / "sweep"
+    sw.run_sweep("synthetic-smoke", "full", 1, out, data, jobs=1, progress=False)
+    run_dir = next((out / "runs").iterdir())
+    (run_dir / "eval.json").unlink()  # killed after model.pt, before eval.json
+    (run_dir / "status.json").unlink()
+    calls["train"].clear()
+    sw.run_sweep("synthetic-smoke", "full", 1, out, data, jobs=1, progress=False)
+    assert calls["train"] == [("full", 0, True)] and (run_dir / "eval.json").exists()  # resumed, not restarted
