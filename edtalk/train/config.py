@@ -136,7 +136,8 @@ def train_preset(name: str) -> TrainConfig:
     """smoke: minutes on 2 CPU cores; standard: a model good enough to separate ablations (GPU
     hours); paper: the released code's batch sizes and the paper's 4K stage-1 iterations."""
     if name == "smoke":
-        # Sized for 2 CPU cores (7-13 minutes, depending on the host): the source-copy init (image_path_init, flow_grid),
+        # Sized for 2 CPU cores (7-13 minutes, depending on the host): the source-copy init
+        # (image_path_init, flow_grid),
         # 900 stage-0 steps with a cosine lr (450 left the held-out faces' motion unlearnt), L1 + a
         # relu1_1-only, 2-scale perceptual term
         # (relu2_1 doubled the step time at 64 px), Adam with momentum, and no GAN in any stage:

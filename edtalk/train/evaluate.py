@@ -36,7 +36,18 @@ def psnr_uint8(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 @torch.no_grad()
-def _drive_frames(model, source: np.ndarray, mouth_frames, pose_frames, exp_frames, device, batch=16):
+def _drive_frames(model, source: np.ndarray, mouth_frames, pose_frames, exp_frames, device, batch=16,
+                  noise_seed: int = 0):
+    """Generated uint8 frames. The decoder's noise inputs (StyleGAN noise injection) are drawn from a
+    fixed seed under a forked RNG, so the same inputs give the same frames whatever ran before — a
+    resumed evaluation equals an uninterrupted one — and the caller's RNG stream is left untouched."""
+    devices = [device] if torch.device(device).type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(noise_seed)
+        return _drive_frames_seeded(model, source, mouth_frames, pose_frames, exp_frames, device, batch)
+
+
+def _drive_frames_seeded(model, source, mouth_frames, pose_frames, exp_frames, device, batch):
     src1 = to_tensor(source)[None].to(device)
     outs = []
     for i in range(0, len(mouth_frames), batch):
