@@ -56,6 +56,11 @@ class RunSpec:
         return RunSpec("full", self.seed, self.preset, self.protocol, self.data, self.root)
 
     @property
+    def parent_checkpoint(self) -> Path | None:
+        """full's end-of-stage checkpoint this run starts from (after its last shared stage)."""
+        return self.parent.run_dir / "checkpoints" / f"{self.shared[-1]}.pt" if self.shared else None
+
+    @property
     def key(self) -> str:
         return f"{self.variant}-s{self.seed}-{self.config_hash}"
 
@@ -90,8 +95,7 @@ def run_one(spec: RunSpec, threads: int | None = None, progress: bool = False) -
             resume = (run_dir / "checkpoints" / "last.pt").exists()
             kw = {}
             if spec.shared and not resume:
-                parent = spec.parent
-                ckpt = parent.run_dir / "checkpoints" / f"{spec.shared[-1]}.pt"
+                parent, ckpt = spec.parent, spec.parent_checkpoint
                 if not ckpt.exists():
                     raise UserError(f"{spec.key} starts from {parent.key}'s {spec.shared[-1]} checkpoint, which "
                                     f"is missing ({_status(parent.run_dir).get('error', 'not trained yet')}); "
@@ -171,8 +175,7 @@ def run_sweep(protocol: str, variants, seeds: int, out, data, preset: str = "smo
     _set_aside_superseded(out, preset, proto.name, str(Path(data).resolve()), share)
     todo = [s for s in specs if _status(s.run_dir).get("state") != "done"]
     # Runs that take stages from full's run go after it (a second wave), unless it is done already.
-    first = [s for s in todo if not s.shared or _status(s.parent.run_dir).get("state") == "done"
-             or s.parent.run_dir.joinpath("checkpoints", f"{s.shared[-1]}.pt").exists()]
+    first = [s for s in todo if not s.shared or s.parent_checkpoint.exists()]
     waves = [w for w in (first, [s for s in todo if s not in first]) if w]
     for wave in waves:
         _run_wave(wave, len(specs), len(todo), jobs, keep_going, ray_address, progress)
