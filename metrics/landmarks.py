@@ -28,7 +28,7 @@ from metrics.functional.landmarks import (
 
 __all__ = ["Dlib68Detector", "MouthLandmarkDistance", "FaceLandmarkDistance", "detect_paired"]
 
-DLIB_HINT = "pip install 'edtalk-bench[dlib]'"
+DLIB_HINT = "pip install 'edtalk-bench[faces]'"
 
 
 def _import_dlib():

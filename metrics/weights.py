@@ -26,6 +26,7 @@ class WeightFile:
     licence: str = ""
     note: str = ""
     fetchable: bool = True   # False: behind a login / Google Drive; the user downloads it by hand
+    package_file: str = ""   # "<pip package>/<path inside it>" when an installable package ships the file
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -48,15 +49,18 @@ MANIFEST: dict[str, WeightFile] = {w.key: w for w in [
                "http://dlib.net/files/shape_predictor_68_face_landmarks.dat.bz2",
                sha256="fbdc2cb80eb9aa7a758672cbfdda32ba6300efe9b6e6c7a299ff7e736b11b92f",
                licence="iBUG 300-W: research use only",
-               note="also inside the PyPI sdist face_recognition_models==0.3.0 (models/)"),
+               note="ships in face_recognition_models (pip install 'edtalk-bench[faces]')",
+               package_file="face_recognition_models/models/shape_predictor_68_face_landmarks.dat"),
     WeightFile("dlib-5", "emotion_accuracy (EAT crop)", "shape_predictor_5_face_landmarks.dat",
                "http://dlib.net/files/shape_predictor_5_face_landmarks.dat.bz2",
                sha256="c4b1e9804792707d3a405c2c16a80a20269e6675021f64a41d30fffafbc41888",
-               licence="CC0", note="also in face_recognition_models==0.3.0"),
+               licence="CC0", note="ships in face_recognition_models (pip install 'edtalk-bench[faces]')",
+               package_file="face_recognition_models/models/shape_predictor_5_face_landmarks.dat"),
     WeightFile("dlib-mmod", "emotion_accuracy (EAT crop)", "mmod_human_face_detector.dat",
                "http://dlib.net/files/mmod_human_face_detector.dat.bz2",
                sha256="4cb19393e2fbaf2b1609a9319ad5386618c886a6234ec1b971f3e87c85d87fe6",
-               licence="CC0", note="also in face_recognition_models==0.3.0"),
+               licence="CC0", note="ships in face_recognition_models (pip install 'edtalk-bench[faces]')",
+               package_file="face_recognition_models/models/mmod_human_face_detector.dat"),
     WeightFile("emotion-fan-mead", "emotion_accuracy", "self_relation-attention_61_84.3655",
                "https://github.com/yuexihang/evaluation_eat (code.zip on Google Drive)",
                licence="research use (EAT release)", fetchable=False,
@@ -81,6 +85,37 @@ def weights_dir(override: str | os.PathLike | None = None) -> Path:
     torch_home = os.environ.get("TORCH_HOME") or os.path.join(
         os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "torch")
     return Path(torch_home).expanduser() / "hub" / "checkpoints"
+
+
+def installed_copy(key: str) -> Path | None:
+    """The copy of `key` inside an installed pip package (e.g. dlib's models in face_recognition_models), if any.
+
+    Found through the package's location without importing it: face_recognition_models imports
+    pkg_resources, which recent setuptools no longer provides.
+    """
+    w = entry(key)
+    if not w.package_file:
+        return None
+    import importlib.util
+
+    package, _, inner = w.package_file.partition("/")
+    try:
+        spec = importlib.util.find_spec(package)
+    except (ImportError, ValueError):
+        return None
+    for root in (spec.submodule_search_locations or []) if spec else []:
+        p = Path(root) / inner
+        if p.is_file():
+            return p
+    return None
+
+
+def find(key: str, directory: str | os.PathLike | None = None) -> Path:
+    """Where `key` is looked for: the weights directory, else a pip package's copy; the former if neither has it."""
+    p = weights_dir(directory) / entry(key).filename
+    if p.exists():
+        return p
+    return installed_copy(key) or p
 
 
 def entry(key: str) -> WeightFile:
@@ -109,18 +144,21 @@ def check_file(key: str, path: str | os.PathLike) -> str:
 
 def locate(key: str, path: str | os.PathLike | None = None, directory: str | os.PathLike | None = None,
            verify: bool = True) -> Path:
-    """The verified path of weight file `key`: `path` if given, else `<weights dir>/<filename>`.
+    """The verified path of weight file `key`: `path` if given, else `<weights dir>/<filename>`, else the copy a
+    pip package ships (`package_file`).
 
     Missing or corrupt files raise MissingWeightsError with one line naming the file, the URL and the
     place searched. `verify=False` skips hashing (for stand-in weights built by tests).
     """
     w = entry(key)
-    p = Path(path).expanduser() if path else weights_dir(directory) / w.filename
+    p = Path(path).expanduser() if path else find(key, directory)
     if p.is_dir():
         p = p / w.filename
     status = check_file(key, p) if verify else ("ok" if p.is_file() else "missing")
     if status == "missing":
-        how = (f"download it from {w.url}" if w.url else "install the package that ships it")
+        how = f"download it from {w.url}" if w.url else "install the package that ships it"
+        if w.package_file:
+            how = f"pip install 'edtalk-bench[faces]' (it ships in {w.package_file.split('/')[0]}), or {how}"
         raise MissingWeightsError(f"{w.metric}: weight file {w.filename} not found at {p}; {how} into "
                                   f"{p.parent} (or set EDTALK_WEIGHTS / pass the path), or run "
                                   f"`edtalk weights fetch {key}`")

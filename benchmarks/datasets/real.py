@@ -51,28 +51,58 @@ class HdtfSegment:
     duration: float = HDTF_SEGMENT_SECONDS
 
 
-def load_official_lists(lists_dir) -> dict[str, list[str]]:
-    lists_dir = Path(lists_dir)
-    out = {}
-    for split in ("train", "test"):
-        f = lists_dir / f"{split}.json"
+# The official lists ship with the package (gzipped byte-for-byte copies of the release's files).
+BUNDLED_LISTS = Path(__file__).resolve().parent / "lists"
+SPLITS = ("train", "test")
+
+
+def official_list(split: str, lists_dir=None) -> list[str]:
+    """The clip names of EDTalk's official `split` list ("train" or "test"), in file order, validated.
+
+    `lists_dir` (the CLI's `--lists DIR`): a folder holding `<split>.json` in the release's format, which
+    overrides the bundled copy (for example to restrict a run to the cases a user has).
+    """
+    import gzip
+
+    if split not in SPLITS:
+        raise InputError(f"unknown split {split!r}; use 'train' or 'test'")
+    if lists_dir is None:
+        f = BUNDLED_LISTS / f"{split}.json.gz"
+        raw = gzip.decompress(f.read_bytes())
+    else:
+        f = Path(lists_dir) / f"{split}.json"
         if not f.is_file():
-            raise InputError(f"official split list {f} not found; copy data_preprocess/lists/{split}.json "
-                             "from the EDTalk release")
-        names = json.loads(f.read_text())
-        if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
-            raise InputError(f"{f} is not a JSON list of clip names")
-        dupes = duplicates(names)
-        if dupes:
-            raise InputError(f"{f} lists {len(dupes)} clip names twice: {preview(dupes)}; keep one of each")
-        parse_names(names, parse_official_name, str(f),
-                    "MEAD <id>#<emotion>#level_<k>#<nnn> or HDTF <video>#<k>")
-        out[split] = names
+            raise InputError(f"official split list {f} not found; --lists DIR must hold {split}.json in the format of "
+                             f"EDTalk's data_preprocess/lists/{split}.json (leave --lists out for the bundled one)")
+        raw = f.read_bytes()
+    try:
+        names = json.loads(raw)
+    except ValueError as exc:
+        raise InputError(f"{f} is not a JSON list of clip names ({exc}); restore EDTalk's {split}.json") from None
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        raise InputError(f"{f} is not a JSON list of clip names")
+    dupes = duplicates(names)
+    if dupes:
+        raise InputError(f"{f} lists {len(dupes)} clip names twice: {preview(dupes)}; keep one of each")
+    parse_names(names, parse_official_name, str(f), "MEAD <id>#<emotion>#level_<k>#<nnn> or HDTF <video>#<k>")
+    return names
+
+
+def load_official_lists(lists_dir=None) -> dict[str, list[str]]:
+    """Both official lists ({"train": [...], "test": [...]}), checked to share no clip."""
+    out = {split: official_list(split, lists_dir) for split in SPLITS}
     overlap = sorted(set(out["train"]) & set(out["test"]))
     if overlap:
         raise InputError(f"train and test lists share {len(overlap)} clips: {preview(overlap)}; "
                          "a clip belongs to one split")
     return out
+
+
+def official_test_names(dataset: str, lists_dir=None) -> list[str]:
+    """Test clip names of `dataset` ("mead" or "hdtf") from the official test list, in file order."""
+    if dataset not in ("mead", "hdtf"):
+        raise InputError(f"unknown dataset {dataset!r}; use 'mead' or 'hdtf'")
+    return [n for n in official_list("test", lists_dir) if bool(MEAD_NAME.match(n)) == (dataset == "mead")]
 
 
 def parse_official_name(name: str) -> dict:
@@ -98,7 +128,7 @@ def parse_hdtf_name(name: str) -> dict:
 class MEAD:
     """MEAD front-camera clips of the official split."""
 
-    def __init__(self, root, lists_dir):
+    def __init__(self, root, lists_dir=None):
         self.root = Path(root)
         if not self.root.is_dir():
             raise InputError(f"MEAD root {self.root} is not a directory")
@@ -133,7 +163,7 @@ class MEAD:
 class HDTF:
     """HDTF 5-second segments of the official split, cut from the full-length videos."""
 
-    def __init__(self, root, lists_dir):
+    def __init__(self, root, lists_dir=None):
         self.root = Path(root)
         if not self.root.is_dir():
             raise InputError(f"HDTF root {self.root} is not a directory")

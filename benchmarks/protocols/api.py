@@ -11,20 +11,25 @@ from metrics.utils import atomic_write_json
 
 def evaluate_protocol(protocol: str, out, *, run_dir=None, videos=None, data=None, metrics=None,
                       device=None, progress: bool = True, disentanglement: bool = True,
-                      n_tuples: int = 6) -> dict:
+                      n_tuples: int = 6, lists=None) -> dict:
     """Score a trained run (`run_dir`) or a folder of generated videos (`videos`) under `protocol`.
 
     Writes `out` (results.json) and, for runs on the synthetic world, `confusion.json` and
-    `disentanglement.json` beside it. Returns the results dict.
+    `disentanglement.json` beside it. Returns the results dict. `lists`: a folder with the official
+    split's `test.json` overriding the bundled one (real-data protocols).
     """
     proto = get_protocol(protocol)
     if (run_dir is None) == (videos is None):
         raise InputError("give exactly one of --run RUN_DIR (a model trained with `edtalk train`) or "
                          "--videos DIR (one <case>.mp4 per test clip)")
     if proto.data != "synthetic":
-        raise UserError(f"protocol {proto.name!r} needs {proto.data.upper()} and the real evaluator weights "
-                        f"({'; '.join(proto.requires)}); scoring real data from the CLI is not wired yet — "
-                        "use the metrics package directly (metrics.functional.*) or a synthetic protocol")
+        from benchmarks.datasets.real import official_test_names
+
+        n_cases = len(official_test_names(proto.data, lists))  # a bad --lists is refused first
+        raise UserError(f"protocol {proto.name!r} needs {proto.data.upper()} ({n_cases} test cases in its list) and "
+                        f"the real evaluator weights ({'; '.join(proto.requires)}); scoring real data from the CLI "
+                        "is not wired yet: use the metrics package directly (metrics.functional.*) or a synthetic "
+                        "protocol")
     if data is None:
         raise InputError(f"protocol {proto.name!r} scores against a synthetic world: pass --data WORLD_DIR "
                          "(made by `edtalk data synth`)")

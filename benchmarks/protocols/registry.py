@@ -10,14 +10,9 @@ from __future__ import annotations
 import copy
 import difflib
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any
 
 from metrics.errors import InputError
-
-# The official EDTalk split files (data_preprocess/lists/{train,test}.json): MEAD names look like
-# "M003#angry#level_1#001", HDTF segments like "RD_Radio45_000#7" (paper.md §3).
-SHARED_LISTS = Path(__file__).resolve().parents[2].parent / "shared" / "edtalk_lists"
 
 
 @dataclass(frozen=True)
@@ -107,12 +102,14 @@ PROTOCOLS: dict[str, Protocol] = {p.name: p for p in [
              data="synthetic", split="test", size=128, metrics=_synthetic_metrics(),
              reference="in-project evaluators trained on the synthetic world (benchmarks/evaluators)"),
     Protocol("mead-edtalk", "1", "MEAD frontal test speakers M003/M030/W009/W015, EDTalk's official test list",
-             data="mead", split="edtalk_lists/test.json (MEAD entries)", metrics=_real_metrics(True),
+             data="mead", split="official test list, MEAD entries (bundled; --lists DIR overrides)",
+             metrics=_real_metrics(True),
              requires=("MEAD root cropped with EDTalk's preprocessing (256x256, 25 fps)",
                        "evaluator weights: dlib-68, inception-v3-fid, syncnet-v2, emotion-fan-mead"),
              reference="EDTalk Table 1 (MEAD); LMD/Sync_conf/Acc_emo crops as in EAT's evaluation code"),
     Protocol("hdtf-edtalk", "1", "HDTF 77 test videos in 5-s segments, EDTalk's official test list",
-             data="hdtf", split="edtalk_lists/test.json (HDTF entries)", metrics=_real_metrics(False),
+             data="hdtf", split="official test list, HDTF entries (bundled; --lists DIR overrides)",
+             metrics=_real_metrics(False),
              requires=("HDTF root cropped with EDTalk's preprocessing (256x256, 25 fps)",
                        "evaluator weights: dlib-68, inception-v3-fid, syncnet-v2"),
              reference="EDTalk Table 1 (HDTF); crops as in EAT's evaluation code"),
@@ -139,23 +136,6 @@ def get_protocol(name: str | Protocol) -> Protocol:
 
 def list_protocols() -> list[Protocol]:
     return list(PROTOCOLS.values())
-
-
-def official_test_names(dataset: str, lists_dir: str | Path | None = None) -> list[str]:
-    """Clip names of the official EDTalk test list for `dataset` ("mead" or "hdtf"), in file order."""
-    import json
-
-    path = Path(lists_dir or SHARED_LISTS) / "test.json"
-    if not path.is_file():
-        raise InputError(f"official split file {path} not found; pass --lists DIR holding EDTalk's test.json")
-    try:
-        names = json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
-        raise InputError(f"{path} is not a JSON list of clip names ({exc}); restore EDTalk's test.json") from exc
-    if not isinstance(names, list):
-        raise InputError(f"{path} is not a JSON list of clip names; restore EDTalk's test.json")
-    is_mead = [len(n.split("#")) == 4 for n in names]
-    return [n for n, m in zip(names, is_mead, strict=True) if m == (dataset == "mead")]
 
 
 def resolved(protocol: Protocol, **changes: Any) -> dict[str, Any]:

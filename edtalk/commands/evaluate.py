@@ -11,6 +11,8 @@ def register(subparsers) -> None:
     p.add_argument("--data", help="the synthetic world directory (synthetic protocols)")
     p.add_argument("--out", required=True, help="results.json to write (resumes from its .rows.jsonl)")
     p.add_argument("--metrics", help="comma-separated subset of the protocol's metrics")
+    p.add_argument("--lists", metavar="DIR", help="folder with test.json in EDTalk's list format, overriding the "
+                   "bundled official split (real-data protocols; e.g. to restrict a run to the cases you have)")
     p.add_argument("--device", default=None)
     p.add_argument("--no-disentanglement", action="store_true", help="skip the cross-driving leakage study")
     p.set_defaults(func=run)
@@ -21,7 +23,7 @@ def run(args) -> int:
 
     res = evaluate_protocol(args.protocol, args.out, run_dir=args.run, videos=args.videos, data=args.data,
                             metrics=args.metrics.split(",") if args.metrics else None, device=args.device,
-                            disentanglement=not args.no_disentanglement)
+                            disentanglement=not args.no_disentanglement, lists=args.lists)
     for name, a in res["aggregates"].items():
         print(f"{name:>10}: {a['mean']:.4g}  [{a['ci_low']:.4g}, {a['ci_high']:.4g}]  n={a['n']}")
     print(args.out)

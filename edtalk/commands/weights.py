@@ -52,20 +52,23 @@ def run(args) -> int:
 
 
 def _list(keys: list[str], directory: Path, as_json: bool) -> int:
-    from metrics.weights import check_file, entry
+    from metrics.weights import check_file, entry, find
 
     rows = []
     for key in keys:
         w = entry(key)
-        status = check_file(key, directory / w.filename)
-        rows.append({"key": key, "metric": w.metric, "file": w.filename,
-                     "status": "corrupt" if status.startswith("corrupt") else status,
+        path = find(key, directory)
+        status = check_file(key, path)
+        status = "corrupt" if status.startswith("corrupt") else status
+        if status == "ok" and path.parent != directory:
+            status = f"ok ({w.package_file.split('/')[0]})"  # the copy a pip package ships
+        rows.append({"key": key, "metric": w.metric, "file": w.filename, "status": status, "path": str(path),
                      "licence": w.licence, "url": w.url if w.fetchable else f"{w.url} (by hand)"})
     if as_json:
         print(json.dumps({"directory": str(directory), "files": rows}, indent=2))
         return 0
     print(f"weights directory: {directory}")
-    cols = ("key", "metric", "file", "status", "licence", "url")
+    cols = ("key", "metric", "file", "status", "licence", "url")  # path: --json only
     widths = {c: max(len(c), *(len(r[c]) for r in rows)) for c in cols[:-1]}
     print("  ".join(c.upper().ljust(widths.get(c, 0)) for c in cols).rstrip())
     for r in rows:
@@ -74,11 +77,11 @@ def _list(keys: list[str], directory: Path, as_json: bool) -> int:
 
 
 def _verify(keys: list[str], directory: Path) -> int:
-    from metrics.weights import check_file, entry
+    from metrics.weights import check_file, find
 
     bad = 0
     for key in keys:
-        path = directory / entry(key).filename
+        path = find(key, directory)
         status = check_file(key, path)
         bad += status != "ok"
         print(f"{key}: {status} ({path})")
@@ -86,7 +89,7 @@ def _verify(keys: list[str], directory: Path) -> int:
 
 
 def _fetch(keys: list[str], directory: Path, explicit: bool, force: bool, timeout: float) -> int:
-    from metrics.weights import check_file, entry
+    from metrics.weights import check_file, entry, installed_copy
 
     failed = 0
     for key in keys:
@@ -94,6 +97,10 @@ def _fetch(keys: list[str], directory: Path, explicit: bool, force: bool, timeou
         final = directory / w.filename
         if not force and check_file(key, final) == "ok":
             print(f"{key}: ok, already at {final}")
+            continue
+        shipped = installed_copy(key)
+        if not force and shipped and check_file(key, shipped) == "ok":
+            print(f"{key}: ok, shipped by an installed package at {shipped}")
             continue
         if not w.fetchable:
             print(f"{key}: cannot be downloaded automatically; get {w.filename} by hand from {w.url} "

@@ -11,6 +11,8 @@ from benchmarks.datasets.real import (
     HDTF,
     MEAD,
     load_official_lists,
+    official_list,
+    official_test_names,
     parse_mead_name,
     preprocess_clip,
     resample_indices,
@@ -18,14 +20,28 @@ from benchmarks.datasets.real import (
 from metrics.errors import InputError
 
 
-def test_official_lists_parse(tmp_path, parity_dir):
-    official = parity_dir.parent / "edtalk_lists"
-    lists = load_official_lists(official)
-    mead_test = MEAD(tmp_path, official).clips("test")
+def test_bundled_official_lists_parse(tmp_path):
+    lists = load_official_lists()  # the copies shipped as package data, no --lists
+    mead_test = MEAD(tmp_path).clips("test")
     assert {c.identity for c in mead_test} == {"M003", "M030", "W009", "W015"}  # the paper's test speakers
-    hdtf = HDTF(tmp_path, official)
+    hdtf = HDTF(tmp_path)
     assert not set(hdtf.videos("train")) & set(hdtf.videos("test"))
-    assert len(mead_test) + len(hdtf.segments("test")) == len(lists["test"])
+    assert len(mead_test) + len(hdtf.segments("test")) == len(lists["test"]) == 4287
+    assert [c.name for c in mead_test] == official_test_names("mead")
+    assert len(official_test_names("hdtf")) == len(hdtf.segments("test"))
+
+
+def test_lists_dir_overrides_the_bundled_lists(tmp_path):
+    d = _lists(tmp_path, ["M005#happy#level_3#002"], ["W009#sad#level_2#001", "RD_Radio1_000#3"])
+    assert official_list("test", d) == ["W009#sad#level_2#001", "RD_Radio1_000#3"]
+    assert official_test_names("mead", d) == ["W009#sad#level_2#001"]
+    assert official_test_names("hdtf", d) == ["RD_Radio1_000#3"]
+    only_test = tmp_path / "only-test"
+    only_test.mkdir()
+    (only_test / "test.json").write_text(json.dumps(["M003#angry#level_1#001"]))
+    assert official_test_names("mead", only_test) == ["M003#angry#level_1#001"]  # no train.json needed for this
+    with pytest.raises(InputError, match=r"train.json not found; --lists DIR must hold train.json"):
+        load_official_lists(only_test)
 
 
 def _lists(tmp_path, train, test):
