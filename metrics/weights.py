@@ -37,6 +37,10 @@ MANIFEST: dict[str, WeightFile] = {w.key: w for w in [
                "http://www.robots.ox.ac.uk/~vgg/software/lipsync/data/syncnet_v2.model",
                licence="syncnet_python (MIT code; weights VGG, research use)",
                note="plain state dict of syncnet_python's SyncNetModel.S"),
+    WeightFile("s3fd", "syncnet-track crop", "sfd_face.pth",
+               "https://www.robots.ox.ac.uk/~vgg/software/lipsync/data/sfd_face.pth",
+               licence="syncnet_python (MIT code; S3FD weights, research use)",
+               note="plain state dict of syncnet_python's S3FDNet (metrics.crops.s3fd); no published hash"),
     WeightFile("inception-fid", "fid", "pt_inception-2015-12-05-6726825d.pth",
                "https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/"
                "pt_inception-2015-12-05-6726825d.pth", sha256_prefix="6726825d",

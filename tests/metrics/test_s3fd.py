@@ -1,0 +1,90 @@
+"""S3FD (metrics.crops.s3fd) against syncnet_python's own detector code on seeded weights.
+
+tests/fixtures/faces/s3fd_syncnet_python.npz holds two real photos (skimage's astronaut at 256 px, Grace
+Hopper at half size), and for four (photo, scales) cases syncnet_python's network outputs (offsets, face
+scores, priors; captured at the input of its Detect) and the boxes `S3FD.detect_faces(conf_th=0.9)` returned,
+all for weights `metrics.crops.s3fd.seeded_state_dict(seed)`, whose rule its docstring gives.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from metrics.crops.s3fd import S3FD, S3FDNet, greedy_nms, seeded_state_dict
+from metrics.errors import CheckpointMismatchError, MissingWeightsError
+
+FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "faces" / "s3fd_syncnet_python.npz"
+
+
+@pytest.fixture(scope="module")
+def reference():
+    return dict(np.load(FIXTURE))
+
+
+@pytest.fixture(scope="module")
+def detector(reference):
+    return S3FD(state_dict=seeded_state_dict(int(reference["seed"])), device="cpu")
+
+
+def _cases(reference):
+    return sorted({int(k.split("_")[0][4:]) for k in reference if k.startswith("case")})
+
+
+def test_network_outputs_match_syncnet_python(reference, detector):
+    compared = 0
+    for c in _cases(reference):
+        image = reference[f"image_{int(reference[f'case{c}_image'])}"]
+        for k, scale in enumerate(reference[f"case{c}_scales"]):
+            loc, score, priors = detector.network(image, float(scale))
+            np.testing.assert_allclose(priors.numpy(), reference[f"case{c}_scale{k}_priors"], rtol=0, atol=1e-7)
+            assert np.abs(loc.numpy() - reference[f"case{c}_scale{k}_loc"]).max() <= 1e-4
+            assert np.abs(score.numpy() - reference[f"case{c}_scale{k}_score"]).max() <= 1e-4
+            compared += 1
+    assert compared == 5
+
+
+def test_boxes_after_decode_and_nms_match_syncnet_python(reference, detector):
+    for c in _cases(reference):
+        detector.scales = tuple(float(s) for s in reference[f"case{c}_scales"])
+        boxes = detector.detect(reference[f"image_{int(reference[f'case{c}_image'])}"])
+        expected = reference[f"case{c}_boxes"]
+        assert len(expected) > 1, "the fixture should exercise NMS with several faces"
+        assert boxes.shape == expected.shape
+        np.testing.assert_allclose(boxes, expected, rtol=0, atol=1e-4)
+    detector.scales = (0.25,)
+
+
+def test_state_dict_layout_is_sfd_face_pth():
+    keys = S3FDNet().state_dict()
+    convs = [k for k in keys if k.startswith("vgg.") and k.endswith(".weight")]
+    assert [int(k.split(".")[1]) for k in convs] == [0, 2, 5, 7, 10, 12, 14, 17, 19, 21, 24, 26, 28, 31, 33]
+    assert tuple(keys["conf.0.weight"].shape) == (4, 256, 3, 3) and tuple(keys["loc.5.weight"].shape) == (4, 256, 3, 3)
+    assert {"L2Norm3_3.weight", "L2Norm4_3.weight", "L2Norm5_3.weight"} <= set(keys)
+
+
+def test_greedy_nms_keeps_best_and_drops_overlaps():
+    dets = np.array([[0, 0, 10, 10, 0.9], [1, 1, 11, 11, 0.95], [50, 50, 60, 60, 0.5]], dtype=float)
+    assert greedy_nms(dets, 0.1).tolist() == [1, 2]
+    assert greedy_nms(dets, 0.9).tolist() == [1, 0, 2]
+
+
+def test_missing_or_wrong_weights_are_one_line_errors(tmp_path, monkeypatch):
+    monkeypatch.setenv("EDTALK_WEIGHTS", str(tmp_path))
+    with pytest.raises(MissingWeightsError, match="sfd_face.pth.*robots.ox.ac.uk"):
+        S3FD()
+    import torch
+
+    torch.save({"vgg.0.weight": torch.zeros(1)}, tmp_path / "sfd_face.pth")
+    with pytest.raises(CheckpointMismatchError, match="S3FD"):
+        S3FD()
+
+
+def test_weights_file_is_loaded_from_the_weights_dir(tmp_path, monkeypatch, reference):
+    import torch
+
+    torch.save(seeded_state_dict(int(reference["seed"])), tmp_path / "sfd_face.pth")
+    monkeypatch.setenv("EDTALK_WEIGHTS", str(tmp_path))
+    boxes = S3FD(device="cpu").detect(reference["image_0"])
+    np.testing.assert_allclose(boxes, reference["case0_boxes"], rtol=0, atol=1e-4)
