@@ -68,32 +68,37 @@ class Mtcnn:
         return dets[np.argsort(-dets[:, 4], kind="stable")]
 
 
-def resolve_detector(spec="auto", weights=None, device=None, s3fd_options: dict | None = None):
+def resolve_detector(spec="auto", weights=None, device=None, s3fd_options: dict | None = None,
+                     reference: str = "syncnet_python's S3FD", reference_name: str | None = "s3fd"):
     """(detector, deviations) for a name in DETECTORS or a ready callable with a `name`.
 
     "auto": S3FD when `sfd_face.pth` is found (weights path, $EDTALK_WEIGHTS, torch hub's cache), else
-    MTCNN when facenet-pytorch is installed, else dlib HOG. Any detector but S3FD is a deviation.
+    MTCNN when facenet-pytorch is installed, else dlib HOG. A detector other than `reference_name` (the
+    style's reference detector; None: none here is) is a deviation from `reference`.
     """
+    def deviation(name: str, why: str = "") -> list[str]:
+        if name == reference_name:
+            return []
+        return [f"face detector {name} instead of {reference}" + (f" ({why})" if why else "")]
+
     if callable(spec):
-        name = getattr(spec, "name", type(spec).__name__)
-        return spec, ([] if name == "s3fd" else [f"face detector {name} instead of the reference's S3FD"])
+        return spec, deviation(getattr(spec, "name", type(spec).__name__))
     if spec not in DETECTORS:
         raise UserError(f"unknown face detector {spec!r}; use one of {', '.join(DETECTORS)}")
+    why = ""
     if spec in ("auto", "s3fd"):
         from metrics.crops.s3fd import S3FD
 
         try:
-            return S3FD(path=weights, device=device, **(s3fd_options or {})), []
+            return S3FD(path=weights, device=device, **(s3fd_options or {})), deviation("s3fd")
         except MissingWeightsError as exc:
             if spec == "s3fd":
                 raise
-            missing = str(exc)
+            why = str(exc).split(";")[0]
         spec = "mtcnn"
         try:
             import facenet_pytorch  # noqa: F401
         except ImportError:
             spec = "dlib-hog"
-        detector = Mtcnn(device=device) if spec == "mtcnn" else DlibHog()
-        return detector, [f"face detector {spec} instead of the reference's S3FD ({missing.split(';')[0]})"]
     detector = Mtcnn(device=device) if spec == "mtcnn" else DlibHog()
-    return detector, [f"face detector {spec} instead of the reference's S3FD"]
+    return detector, deviation(spec, why)

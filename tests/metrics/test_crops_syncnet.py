@@ -109,7 +109,7 @@ def test_detector_runs_and_is_recorded_as_a_deviation(monkeypatch, tmp_path):
     monkeypatch.setenv("EDTALK_WEIGHTS", str(tmp_path))  # no sfd_face.pth here
     frames = talking_clip("astronaut", n_frames=14, size=192, seed=0, audio=False).frames
     result = crop(frames, "syncnet-track", detector="dlib-hog", shots=[(0, 14)], min_track=10, min_face_size=40)
-    assert result.detector == "dlib-hog" and "instead of the reference's S3FD" in result.deviations[0]
+    assert result.detector == "dlib-hog" and "instead of syncnet_python's S3FD" in result.deviations[0]
     assert len(result.kept) == 14 and result.frames.shape == (14, 224, 224, 3)
     provenance = result.provenance()
     assert provenance["detector"] == "dlib-hog" and provenance["dropped"] == 0
