@@ -1,0 +1,121 @@
+"""`mouth-sync`: the mouth-centred 224x224 crop EAT (after PC-AVS) feeds SyncNet for Sync_conf.
+
+Reference: evaluation_eat code/_fast_align.py + code/scripts/align_68.py (align_folder). Per clip:
+  68 landmarks per frame; three points per frame = means of points 36-41 (one eye), 42-47 (other eye),
+  60-67 (inner mouth); one similarity M (Umeyama) from their average over the whole clip onto
+  (87, 59), (137, 59), (112, 120); per frame, a translation bias moving the M-mapped mouth centre to
+  (112, 120), smoothed b_t = 0.2 b_(t-1) + 0.8 b_t; cv2.warpAffine of the frame by M + b_t to 224x224
+  (bilinear, black outside).
+  A clip in which any frame has no face is dropped whole (align_folder returns "preprocessing failed"
+  and no video is written): the result is empty with dropped = T, and info says which frame.
+
+Landmarks: EAT uses face_alignment's 2D-FAN. This project cannot ship or parity-test FAN (its weights
+are not on PyPI), so `landmarks=` takes either a (T, 68, 2) array (NaN rows = no face), e.g. FAN points
+computed elsewhere, or a callable frames -> (T, 68, 2); without it dlib's 68-point predictor runs (HOG,
+upsample 1, first detection), and the result records that deviation.
+Other deliberate differences: EAT round-trips frames through JPEG (cv2.imwrite quality 95) before the
+landmarks and the warp, and smooths the bias in the order face_alignment's glob lists the frame files
+(directory order, not time order); here frames are used as given and smoothed in time order.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from metrics.crops import CropResult, register
+from metrics.crops.common import iter_frames, similarity
+from metrics.errors import InputError
+
+__all__ = ["MOUTH_SYNC_TARGET", "mouth_sync", "three_points", "mouth_sync_matrices"]
+
+# PC-AVS' canonical positions of the two eye centres and the inner-mouth centre in the 224x224 crop
+MOUTH_SYNC_TARGET = np.array([[87, 59], [137, 59], [112, 120]], dtype=np.float32)
+MOUTH_CENTRE = np.array([112, 120])
+BIAS_MEMORY = 0.2  # weight of the previous frame's bias
+SIZE = 224
+
+
+def three_points(landmarks: np.ndarray) -> np.ndarray:
+    """(T, 3, 2): eye centres (36-41, 42-47) and inner-mouth centre (60-67) of (T, 68, 2) landmarks."""
+    lm = np.asarray(landmarks, np.float64)
+    return np.stack([lm[:, 36:42].mean(1), lm[:, 42:48].mean(1), lm[:, 60:68].mean(1)], 1)
+
+
+def mouth_sync_matrices(landmarks: np.ndarray) -> np.ndarray:
+    """(T, 2, 3) per-frame affine matrices of EAT's crop, for a clip whose every frame has landmarks."""
+    points = three_points(landmarks)
+    # the average is a running float64 sum over frames, as align_folder accumulates it
+    total = 0
+    for p in points:
+        total = total + p
+    m = similarity(total / len(points), MOUTH_SYNC_TARGET)[:2]
+    previous = None
+    out = np.empty((len(points), 2, 3))
+    for t, p in enumerate(points):
+        mapped = np.concatenate([p, np.ones((3, 1))], 1) @ m.T
+        bias = MOUTH_CENTRE - mapped[2]
+        if previous is not None:
+            bias = previous * BIAS_MEMORY + bias * (1 - BIAS_MEMORY)
+        previous = bias
+        out[t] = m
+        out[t, :, 2] = m[:, 2] + bias
+    return out
+
+
+def _dlib_landmarks(frames) -> np.ndarray:
+    import cv2
+
+    from metrics.crops.eat import dlib_model, hog_detector
+
+    detector, predictor = hog_detector(), dlib_model("dlib-68")
+    out = []
+    for frame in frames:
+        gray = cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY)
+        rects = detector(gray, 1)
+        out.append(np.full((68, 2), np.nan) if len(rects) == 0
+                   else np.array([(p.x, p.y) for p in predictor(gray, rects[0]).parts()], np.float64))
+    return np.array(out).reshape(-1, 68, 2)
+
+
+@register("mouth-sync")
+def mouth_sync(frames, landmarks=None) -> CropResult:
+    """EAT's SyncNet crop of one clip (see the module docstring): (T, 224, 224, 3), or empty when a frame
+    has no face. boxes: (T, 68, 2) landmarks used. `frames` is indexed twice (landmarks, then warp), so a
+    one-shot iterator is held in memory; pass an array (or a memory-mapped one) for long clips."""
+    import cv2
+
+    size = SIZE
+    if not isinstance(frames, np.ndarray):
+        frames = list(iter_frames(frames, "mouth-sync"))
+        frames = np.stack(frames) if frames else np.zeros((0, 64, 64, 3), np.uint8)
+    else:
+        frames = np.asarray(frames)
+        if frames.ndim == 3 and frames.shape[-1] == 3:
+            frames = frames[None]
+    # validate every frame (cheap) before the expensive landmark pass
+    n = sum(1 for _ in iter_frames(frames, "mouth-sync"))
+    deviations = []
+    if landmarks is None:
+        marks = _dlib_landmarks(iter_frames(frames, "mouth-sync"))
+        deviations.append("landmarks: dlib 68 (HOG, upsample 1) instead of EAT's face_alignment 2D-FAN")
+        detector = "dlib-68"
+    else:
+        marks = landmarks(frames) if callable(landmarks) else landmarks
+        detector = getattr(landmarks, "name", "user landmarks")
+    marks = np.asarray(marks, np.float64)
+    if marks.shape != (n, 68, 2):
+        raise InputError(f"mouth-sync: landmarks must be (T, 68, 2) for the {n} frames, got {marks.shape}")
+    deviations.append("frames used as given (EAT round-trips them through JPEG before landmarks and warp)")
+    faceless = np.flatnonzero(~np.isfinite(marks).all(axis=(1, 2)))
+    info = {"frames_in": n, "reference": "evaluation_eat code/scripts/align_68.py align_folder"}
+    if n == 0 or len(faceless):
+        info["reason"] = ("empty clip" if n == 0 else
+                          f"no face in frame {int(faceless[0])} ({len(faceless)} frame(s)): EAT drops the whole clip")
+        return CropResult(frames=np.zeros((0, size, size, 3), np.uint8), kept=np.zeros(0, np.int64),
+                          boxes=np.zeros((0, 68, 2)), style="mouth-sync", detector=detector,
+                          deviations=deviations, dropped=n, info=info)
+    matrices = mouth_sync_matrices(marks)
+    crops = np.empty((n, size, size, 3), np.uint8)
+    for t, frame in enumerate(iter_frames(frames, "mouth-sync")):
+        crops[t] = cv2.warpAffine(frame, matrices[t], (size, size), borderValue=0.0)
+    return CropResult(frames=crops, kept=np.arange(n, dtype=np.int64), boxes=marks, style="mouth-sync",
+                      detector=detector, deviations=deviations, dropped=0, info=info)
