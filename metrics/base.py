@@ -1,93 +1,53 @@
-"""The streaming metric base class: `update()` many times, `compute()` once, reducible across ranks.
+"""The base of every metric class: `torchmetrics.Metric` with this project's two conventions added.
 
-Modelled on torchmetrics: a metric declares its states with `add_state(name, default, reduce)` where
-`reduce` is "sum" (tensors added across ranks), "cat" (lists of per-sample values gathered) or "max".
-`compute()` sees states that are already reduced over all DistributedDataParallel ranks, so a
-metric's arithmetic never needs to know about distribution.
+State, reduction and distribution are torchmetrics' own: a metric declares its states with
+`add_state(name, default, dist_reduce_fx)` ("sum" for running totals, "cat" for per-sample lists),
+`update()` many times and `compute()` once; `compute()` sees states already reduced over all
+DistributedDataParallel ranks, and `forward()` (calling the metric), `merge_state`, `reset` and
+`MetricCollection` work as in torchmetrics. This class adds only:
+
+* `name`: the metric's column in results tables;
+* `protocol`: a dict that records how the number was made (network, crop, aggregation, reference);
+* `as_state` / `per_sample`: numpy values in and out of tensor states (the metrics take numpy frames).
+
+Every metric here is computed without gradients and from running totals or per-sample lists, so
+`is_differentiable` is False and `full_state_update` is False (a batch's update never reads the states).
 """
 from __future__ import annotations
 
-import copy
 from typing import Any, ClassVar
 
 import numpy as np
 import torch
+import torchmetrics
+from torchmetrics.utilities import dim_zero_cat
 
 __all__ = ["Metric"]
 
 
-class Metric:
-    #: True if larger values mean better output; the report marks the best per column with it.
-    higher_is_better: ClassVar[bool | None] = None
+class Metric(torchmetrics.Metric):
+    is_differentiable: ClassVar[bool] = False
+    full_state_update: ClassVar[bool] = False
     #: Short name used in results tables.
     name: ClassVar[str] = ""
 
-    def __init__(self) -> None:
-        self._defaults: dict[str, Any] = {}
-        self._reductions: dict[str, str] = {}
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.protocol: dict[str, Any] = {}
 
-    # -- state -----------------------------------------------------------------------------------
-    def add_state(self, name: str, default: Any, reduce: str = "sum") -> None:
-        if reduce not in ("sum", "cat", "max"):
-            raise ValueError(f"reduce must be 'sum', 'cat' or 'max', not {reduce!r}")
-        if reduce == "cat" and not isinstance(default, list):
-            raise ValueError("a 'cat' state must default to an empty list")
-        self._defaults[name] = default
-        self._reductions[name] = reduce
-        setattr(self, name, copy.deepcopy(default))
+    def as_state(self, value: Any, dtype: torch.dtype = torch.float64) -> torch.Tensor:
+        """`value` (number, numpy array or tensor) as a tensor on the metric's device, for a state."""
+        if isinstance(value, torch.Tensor):
+            return value.detach().to(device=self.device, dtype=dtype)
+        return torch.as_tensor(np.asarray(value), dtype=dtype, device=self.device)
 
-    def reset(self) -> None:
-        for name, default in self._defaults.items():
-            setattr(self, name, copy.deepcopy(default))
+    def per_sample(self, state: str) -> np.ndarray:
+        """A "cat" state as one numpy array, one entry (row) per sample; empty before any update.
 
-    def state_dict(self) -> dict[str, Any]:
-        return {name: copy.deepcopy(getattr(self, name)) for name in self._defaults}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        for name in self._defaults:
-            setattr(self, name, copy.deepcopy(state[name]))
-
-    # -- API -------------------------------------------------------------------------------------
-    def update(self, *args: Any, **kwargs: Any) -> None:  # pragma: no cover - abstract
-        raise NotImplementedError
-
-    def compute(self) -> Any:  # pragma: no cover - abstract
-        raise NotImplementedError
-
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        """Update with one batch and return the metric of that batch alone."""
-        saved = self.state_dict()
-        self.reset()
-        self.update(*args, **kwargs)
-        value = self.compute()
-        self.load_state_dict(saved)
-        self.update(*args, **kwargs)
-        return value
-
-    # -- distribution ----------------------------------------------------------------------------
-    def sync(self) -> None:
-        """Reduce every state over the default process group in place (no-op when not distributed)."""
-        dist = torch.distributed
-        if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
-            return
-        for name, how in self._reductions.items():
-            value = getattr(self, name)
-            if how == "cat":
-                gathered: list[Any] = [None] * dist.get_world_size()
-                dist.all_gather_object(gathered, value)
-                setattr(self, name, [item for part in gathered for item in part])
-                continue
-            if value is None:
-                raise RuntimeError(f"state {name!r} is empty on rank {dist.get_rank()}: every rank needs data")
-            t = value if isinstance(value, torch.Tensor) else torch.as_tensor(value, dtype=torch.float64)
-            t = t.clone()
-            dist.all_reduce(t, op=dist.ReduceOp.SUM if how == "sum" else dist.ReduceOp.MAX)
-            if isinstance(value, torch.Tensor):
-                setattr(self, name, t)
-            elif isinstance(value, np.ndarray):
-                setattr(self, name, t.numpy())
-            else:
-                setattr(self, name, t.item())
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}(higher_is_better={self.higher_is_better})"
+        After a distributed `compute()` torchmetrics restores each rank's own list; inside `compute()`
+        the state is the gathered tensor of all ranks. Both read the same way here.
+        """
+        value = getattr(self, state)
+        if isinstance(value, list) and not value:
+            return np.zeros(0)
+        return dim_zero_cat(value).detach().cpu().numpy()

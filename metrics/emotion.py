@@ -20,6 +20,8 @@ takes the face chips (it does not detect faces) and applies Resize(224) + ToTens
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import torch
 from torch import nn
@@ -197,18 +199,18 @@ class EmotionAccuracy(Metric):
     higher_is_better = True
     name = "acc_emo"
 
-    def __init__(self, classifier=None, num_classes: int = len(EMOTIONS)):
-        super().__init__()
+    def __init__(self, classifier=None, num_classes: int = len(EMOTIONS), **kwargs: Any):
+        super().__init__(**kwargs)
         self.classifier, self.num_classes = classifier, num_classes
         self.protocol = {
             "level": "video",
             "classes": list(EMOTIONS),
             "reference": "evaluation_eat code/_acc_test.py",
         }
-        self.add_state("confusion", np.zeros((num_classes, num_classes), np.int64), reduce="sum")
+        self.add_state("confusion", torch.zeros(num_classes, num_classes, dtype=torch.int64), dist_reduce_fx="sum")
 
     def update(self, pred, labels) -> None:
-        self.confusion = self.confusion + confusion_matrix(pred, labels, self.num_classes)
+        self.confusion += self.as_state(confusion_matrix(pred, labels, self.num_classes), torch.int64)
 
     def update_video(self, frames, label, classifier=None) -> None:
         """Classify one video (`classifier`, else the metric's, else Emotion-FAN from the weights cache)."""
@@ -227,6 +229,6 @@ class EmotionAccuracy(Metric):
         self.update(logits[None], [label])
 
     def compute(self) -> dict:
-        if not np.asarray(self.confusion).sum():
+        if not self.confusion.sum():
             raise InputError("EmotionAccuracy.compute() called before any update()")
-        return accuracy_from_confusion(self.confusion)
+        return accuracy_from_confusion(self.confusion.cpu().numpy())

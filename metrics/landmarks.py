@@ -16,7 +16,10 @@ is an `InputError` naming it, to be cropped or given another detector.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
+import torch
 
 from metrics.base import Metric
 from metrics.errors import InputError, UserError
@@ -105,11 +108,11 @@ class _LandmarkDistance(Metric):
     higher_is_better = False
     subset = "mouth"
 
-    def __init__(self, detector=None, crop_size: int | None = None):
+    def __init__(self, detector=None, crop_size: int | None = None, **kwargs: Any):
         """`detector`: the default for `update_frames` (built lazily as `Dlib68Detector()` if None).
         `crop_size`: side of the square frames the landmarks come from, recorded in `protocol`
         (EAT: 128); when set, `update_frames` refuses frames of another size."""
-        super().__init__()
+        super().__init__(**kwargs)
         self.detector = detector
         self.crop_size = crop_size
         self.protocol = {
@@ -121,9 +124,10 @@ class _LandmarkDistance(Metric):
             "crop_size": crop_size,
             "eat_crop_size": 128,
         }
-        self.add_state("per_video", [], reduce="cat")
-        self.add_state("frames", 0, reduce="sum")
-        self.add_state("skipped", 0, reduce="sum")
+        #: per-sample results: each video's mean distance over its valid frames
+        self.add_state("per_video", [], dist_reduce_fx="cat")
+        self.add_state("frames", torch.tensor(0, dtype=torch.int64), dist_reduce_fx="sum")
+        self.add_state("skipped", torch.tensor(0, dtype=torch.int64), dist_reduce_fx="sum")
 
     def update(self, pred_landmarks, target_landmarks) -> None:
         """One video: (T, 68, 2) landmarks of the generated and the ground-truth frames (paired)."""
@@ -132,7 +136,7 @@ class _LandmarkDistance(Metric):
         self.frames += int(valid.sum())
         self.skipped += int((~valid).sum())
         if valid.any():  # EAT skips videos without a single valid frame
-            self.per_video.append(float(d[valid].mean()))
+            self.per_video.append(self.as_state(d[valid].mean()))
 
     def update_frames(self, frames_pred, frames_target, detector=None, source=None) -> None:
         """One video from frames: pair (EAT linspace), detect with `detector` (else the metric's), update.
@@ -155,9 +159,9 @@ class _LandmarkDistance(Metric):
         self.update(*detect_paired(fp, ft, detector, source))
 
     def compute(self) -> float:
-        if not self.per_video:
+        if not len(self.per_video):
             raise InputError(f"{type(self).__name__}.compute() has no video with a valid frame yet")
-        return float(np.mean(self.per_video))
+        return float(np.mean(self.per_sample("per_video")))
 
 
 class MouthLandmarkDistance(_LandmarkDistance):

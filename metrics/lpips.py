@@ -1,7 +1,10 @@
 """Streaming LPIPS (alex, v0.1); see metrics.functional.lpips for the definition and the weights."""
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
+import torch
 
 from metrics.base import Metric
 from metrics.errors import InputError
@@ -25,8 +28,8 @@ class LearnedPerceptualImagePatchSimilarity(Metric):
     name = "lpips"
 
     def __init__(self, weights=None, normalize: bool = False, *, net=None, device=None, verify: bool = True,
-                 batch_size: int = 32, aggregation: str = "frames", check_range: bool = True):
-        super().__init__()
+                 batch_size: int = 32, aggregation: str = "frames", check_range: bool = True, **kwargs: Any):
+        super().__init__(**kwargs)
         if aggregation not in AGGREGATIONS:
             raise InputError(f"aggregation must be one of {AGGREGATIONS}, not {aggregation!r}")
         if batch_size < 1:
@@ -37,18 +40,21 @@ class LearnedPerceptualImagePatchSimilarity(Metric):
         self.protocol = {"net": "alex", "version": "0.1", "input": "[0, 1] x2-1" if normalize else "[-1, 1]",
                          "resize": "none (native resolution)", "aggregation": aggregation,
                          "reference": "lpips 0.1.4 LPIPS(net='alex')"}
-        self.add_state("total", 0.0, reduce="sum")
-        self.add_state("count", 0, reduce="sum")
-        self.add_state("video_means", [], reduce="cat")
+        self.add_state("total", torch.tensor(0.0, dtype=torch.float64), dist_reduce_fx="sum")
+        self.add_state("count", torch.tensor(0, dtype=torch.int64), dist_reduce_fx="sum")
+        #: per-sample results: the mean distance of each update (video)
+        self.add_state("video_means", [], dist_reduce_fx="cat")
 
     def update(self, pred, target) -> None:
         d = lpips_per_pair(pred, target, net=self.net, normalize=self.normalize, batch_size=self.batch_size,
                            check_range=self.check_range)
         self.total += float(d.sum())
         self.count += len(d)
-        self.video_means.append(float(d.mean()))
+        self.video_means.append(self.as_state(float(d.mean())))
 
     def compute(self) -> float:
         if not self.count:
             raise InputError("LearnedPerceptualImagePatchSimilarity.compute() called before any update()")
-        return self.total / self.count if self.aggregation == "frames" else float(np.mean(self.video_means))
+        if self.aggregation == "frames":
+            return float(self.total / self.count)
+        return float(np.mean(self.per_sample("video_means")))

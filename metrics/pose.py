@@ -16,6 +16,8 @@ Weights: `hopenet_robust_alpha1.pkl` (300W-LP, alpha 1, robust), key "hopenet".
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import torch
 from torch import nn
@@ -140,22 +142,22 @@ class PoseError(Metric):
     higher_is_better = False
     name = "pose_error"
 
-    def __init__(self, estimator=None):
-        super().__init__()
+    def __init__(self, estimator=None, **kwargs: Any):
+        super().__init__(**kwargs)
         self.estimator = estimator
         self.protocol = {
             "error": "per-axis MAE (degrees), their mean, mean per-frame L2",
             "aggregation": "pooled over frames",
             "pairing": "EAT linspace",
         }
-        self.add_state("abs_sum", np.zeros(3), reduce="sum")
-        self.add_state("l2_sum", 0.0, reduce="sum")
-        self.add_state("frames", 0, reduce="sum")
-        self.add_state("skipped", 0, reduce="sum")
+        self.add_state("abs_sum", torch.zeros(3, dtype=torch.float64), dist_reduce_fx="sum")
+        self.add_state("l2_sum", torch.tensor(0.0, dtype=torch.float64), dist_reduce_fx="sum")
+        self.add_state("frames", torch.tensor(0, dtype=torch.int64), dist_reduce_fx="sum")
+        self.add_state("skipped", torch.tensor(0, dtype=torch.int64), dist_reduce_fx="sum")
 
     def update(self, pred_angles, target_angles) -> None:
         r = pose_error(pred_angles, target_angles)
-        self.abs_sum = self.abs_sum + np.array([r[a] for a in AXES]) * r["frames"]
+        self.abs_sum += self.as_state([r[a] * r["frames"] for a in AXES])
         self.l2_sum += r["l2"] * r["frames"]
         self.frames += r["frames"]
         self.skipped += r["skipped"]
@@ -175,11 +177,12 @@ class PoseError(Metric):
     def compute(self) -> dict:
         if not self.frames:
             raise InputError("PoseError.compute() has no frame with a pose on both sides yet")
-        mae = np.asarray(self.abs_sum, np.float64) / self.frames
+        frames = int(self.frames)
+        mae = self.abs_sum.cpu().numpy() / frames
         out = {a: float(v) for a, v in zip(AXES, mae, strict=True)}
         out.update(
             mean=float(mae.mean()),
-            l2=float(self.l2_sum / self.frames),
+            l2=float(self.l2_sum) / frames,
             frames=int(self.frames),
             skipped=int(self.skipped),
         )

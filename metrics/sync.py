@@ -9,6 +9,7 @@ every window of a clip through the network in large batches and computes all off
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -135,17 +136,22 @@ def lse_from_distances(dists: torch.Tensor, vshift: int = 15) -> dict:
     return {"lse_d": float(min_val), "lse_c": float(torch.median(mean) - min_val), "offset": int(vshift - min_idx)}
 
 
+#: the columns of LipSyncError's per-clip state, in order
+CLIP_SCORES = ("lse_d", "lse_c", "offset")
+
+
 class LipSyncError(Metric):
     """Streaming LSE-C/LSE-D over clips: `update(frames, audio)` per clip, `compute()` the means.
 
-    `higher_is_better` refers to LSE-C; LSE-D is lower-is-better (both are returned)."""
+    `higher_is_better` refers to LSE-C; LSE-D is lower-is-better (both are returned). Per clip:
+    `per_clip` (a list of {"lse_d", "lse_c", "offset"}), from the (clips, 3) state `clip_scores`."""
 
     higher_is_better = True
     name = "lse"
 
     def __init__(self, weights=None, model: nn.Module | None = None, vshift: int = 15, batch_size: int = 64,
-                 crop: str = "cropped", device=None, crop_size: int = 224):
-        super().__init__()
+                 crop: str = "cropped", device=None, crop_size: int = 224, **kwargs: Any):
+        super().__init__(**kwargs)
         from metrics.utils import resolve_device
 
         if model is None:
@@ -159,14 +165,21 @@ class LipSyncError(Metric):
         self.protocol = {"crop": crop, "vshift": vshift, "reference": "syncnet_python SyncNetInstance.evaluate"}
         if crop_size != 224:
             self.protocol["crop_size"] = crop_size
-        self.add_state("per_clip", [], reduce="cat")
+        self.add_state("clip_scores", [], dist_reduce_fx="cat")
 
     def update(self, frames: np.ndarray, audio: np.ndarray, sample_rate: int = 16000) -> None:
         d = sync_distances(self.model, frames, audio, sample_rate, self.vshift, self.batch_size, self.crop_size)
-        self.per_clip.append(lse_from_distances(d, self.vshift))
+        r = lse_from_distances(d, self.vshift)
+        self.clip_scores.append(self.as_state([[r[k] for k in CLIP_SCORES]]))
+
+    @property
+    def per_clip(self) -> list[dict]:
+        """One {"lse_d", "lse_c", "offset"} per clip, in update order."""
+        rows = self.per_sample("clip_scores").reshape(-1, len(CLIP_SCORES))
+        return [{"lse_d": float(d), "lse_c": float(c), "offset": int(o)} for d, c, o in rows]
 
     def compute(self) -> dict:
-        if not self.per_clip:
+        rows = self.per_sample("clip_scores").reshape(-1, len(CLIP_SCORES))
+        if not len(rows):
             raise InputError("LipSyncError.compute() called before any update()")
-        return {"lse_c": float(np.mean([r["lse_c"] for r in self.per_clip])),
-                "lse_d": float(np.mean([r["lse_d"] for r in self.per_clip])), "clips": len(self.per_clip)}
+        return {"lse_c": float(np.mean(rows[:, 1])), "lse_d": float(np.mean(rows[:, 0])), "clips": len(rows)}

@@ -15,7 +15,6 @@ import json
 import resource
 import time
 
-import numpy as np
 import torch
 
 
@@ -33,7 +32,7 @@ def peak_rss_mb() -> float:
 
 
 def state_mb(metric) -> float:
-    return sum(np.asarray(v).nbytes for k, v in metric.state_dict().items() if v is not None) / 2 ** 20
+    return sum(t.numel() * t.element_size() for t in metric.metric_state.values()) / 2 ** 20
 
 
 def batches(n: int, batch: int, size: int, seed: int):

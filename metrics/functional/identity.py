@@ -4,7 +4,7 @@ CSIM = mean_t cos(e_src, e_gen_t): the source (identity) image's embedding again
 frame's, averaged over frames (a dataset value is then the mean over videos). Passing as many source
 frames as generated ones compares frame by frame instead (the "paired GT frame" variant some papers
 use; say which in the report). The reference embedder is ArcFace R50 (insightface `w600k_r50.onnx`,
-see metrics.identity.ArcFaceEmbedder); any callable `embedder(faces) -> (N, D)` can stand in.
+see metrics.arcface.ArcFaceEmbedder); any callable `embedder(faces) -> (N, D)` can stand in.
 """
 
 from __future__ import annotations
@@ -13,8 +13,9 @@ import numpy as np
 
 from metrics.errors import InputError
 from metrics.functional.image import check_finite
+from metrics.functional.landmarks import check_frames
 
-__all__ = ["cosine_similarity", "csim_per_frame", "csim"]
+__all__ = ["cosine_similarity", "csim_per_frame", "align_faces", "embed", "csim"]
 
 
 def _embeddings(x, what: str) -> np.ndarray:
@@ -52,6 +53,33 @@ def csim_per_frame(source_emb, generated_emb) -> np.ndarray:
     return cosine_similarity(s, g)
 
 
+def align_faces(frames, kps, image_size: int = 112) -> np.ndarray:
+    """insightface `face_align.norm_crop` per frame: similarity transform of the 5 keypoints (eyes,
+    nose, mouth corners) onto ArcFace's template, warped to image_size x image_size."""
+    from insightface.utils import face_align
+
+    frames = check_frames(frames, "frames to align")
+    kps = np.asarray(kps, dtype=np.float32)
+    if kps.ndim == 2:
+        kps = kps[None]
+    if kps.shape != (len(frames), 5, 2):
+        raise InputError(f"keypoints must be (T, 5, 2) pixels for {len(frames)} frames, got {kps.shape}")
+    pairs = zip(frames, kps, strict=True)
+    return np.stack([face_align.norm_crop(np.ascontiguousarray(f), k, image_size) for f, k in pairs])
+
+
+def embed(embedder, faces, kps=None) -> np.ndarray:
+    """(N, D) float64 embeddings of uint8 RGB faces; aligned with `align_faces` first when kps are given."""
+    faces = check_frames(faces, "faces")
+    if kps is not None:
+        faces = align_faces(faces, kps, int(getattr(embedder, "input_size", (112, 112))[0]))
+    out = embedder(faces)
+    out = np.asarray(out.detach().cpu() if hasattr(out, "detach") else out, dtype=np.float64)
+    if out.ndim != 2 or len(out) != len(faces):
+        raise InputError(f"embedder returned {out.shape} for {len(faces)} faces; it must return (N, D)")
+    return out
+
+
 def csim(source, generated, embedder=None, source_kps=None, generated_kps=None, weights=None) -> float:
     """CSIM of one video.
 
@@ -67,11 +95,9 @@ def csim(source, generated, embedder=None, source_kps=None, generated_kps=None, 
             raise InputError(f"embedder must be a callable, None or 'precomputed', not {embedder!r}")
         return float(csim_per_frame(source, generated).mean())
     if embedder is None:
-        from metrics.identity import ArcFaceEmbedder
+        from metrics.arcface import ArcFaceEmbedder
 
         embedder = ArcFaceEmbedder(weights)
-    from metrics.identity import embed
-
     return float(
         csim_per_frame(embed(embedder, source, source_kps), embed(embedder, generated, generated_kps)).mean()
     )

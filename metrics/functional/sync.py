@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from metrics.sync import load_syncnet, lse_from_distances, sync_distances
+from metrics.errors import MissingWeightsError
+
+__all__ = ["lse"]
 
 
 def lse(frames: np.ndarray, audio: np.ndarray, sample_rate: int = 16000, weights=None, model=None,
@@ -15,12 +17,11 @@ def lse(frames: np.ndarray, audio: np.ndarray, sample_rate: int = 16000, weights
     on (N,3,5,S,S) BGR 0..255 crops) can score: pass its `crop_size` S and (T, S, S, 3) crops, e.g. the
     synthetic world's SyncNet from `benchmarks.evaluators` on mouth crops. crop_size=224 is syncnet_python.
     """
+    # metrics.sync holds the network (torch): imported on call so `import metrics.functional` stays light.
+    from metrics.sync import SYNCNET_URL, load_syncnet, lse_from_distances, sync_distances
+
     if model is None:
-        from metrics.sync import SYNCNET_URL
-
         if weights is None:
-            from metrics.errors import MissingWeightsError
-
             raise MissingWeightsError(f"lse needs weights=PATH to syncnet_v2.model ({SYNCNET_URL}) or model=")
         model = load_syncnet(weights, device)
     out = lse_from_distances(sync_distances(model, frames, audio, sample_rate, vshift, batch_size, crop_size), vshift)

@@ -27,9 +27,10 @@ def _worker(rank, port, out):
     f = FrechetDistance()
     f.update(rng.normal(size=(20, 3)), real=True)
     f.update(rng.normal(size=(20, 3)), real=False)
-    p.sync()
-    f.sync()
-    out[rank] = (p.compute(), f.compute(), p.count)
+    # compute() reduces the states over both ranks (torchmetrics' sync_context), then restores the local ones
+    with p.sync_context():
+        pooled = int(p.count)
+    out[rank] = (p.compute(), f.compute(), pooled)
     dist.destroy_process_group()
 
 
