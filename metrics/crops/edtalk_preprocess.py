@@ -33,7 +33,7 @@ import numpy as np
 from metrics.crops import CropResult, register
 from metrics.errors import InputError
 
-__all__ = ["edtalk_preprocess", "trajectories", "clip_box", "crop_scale_ffmpeg"]
+__all__ = ["edtalk_preprocess", "trajectories", "clip_box", "crop_scale_ffmpeg", "plan_crop", "detector_for"]
 
 MAX_DETECT_SIDE = 640  # extract_bbox shrinks larger frames to this before detecting
 
@@ -123,14 +123,38 @@ def crop_scale_ffmpeg(frames, box: tuple[int, int, int, int], size: int = 256) -
     return out
 
 
-def _detector(detector, weights, device, frame_hw):
+def plan_crop(detections, frame_hw: tuple[int, int], trajectory: int | None = None, increase: float = 0.1,
+              iou_with_initial: float = 0.25, min_frames: int = 0) -> dict:
+    """From per-frame detections, the crop the release makes: {"box": (left, top, w, h) or None (no face),
+    "start", "end" (frames start .. end - 1 are cut), "info"}. Separate from the pixels so a long clip can
+    be detected in one streaming pass and cropped in another (`edtalk data crop`)."""
+    found, too_short = trajectories(detections, iou_with_initial, min_frames)
+    info = {"frames_with_faces": int(sum(len(d) > 0 for d in detections)), "short_trajectories": too_short,
+            "trajectories": [{"start": s, "end": e, "box": list(clip_box(t, frame_hw, increase))} for t, s, e in found],
+            "chosen_trajectory": None}
+    if not found:
+        return {"box": None, "start": 0, "end": 0, "info": info}
+    chosen = 0 if trajectory is None else int(trajectory)
+    if not 0 <= chosen < len(found):
+        raise InputError(f"edtalk-preprocess: trajectory {trajectory} asked for, the clip has {len(found)}")
+    info["chosen_trajectory"] = chosen
+    tube, start, end = found[chosen]
+    box = clip_box(tube, frame_hw, increase)
+    if box[2] < 1 or box[3] < 1:
+        raise InputError(f"edtalk-preprocess: the face box {np.round(tube, 1).tolist()} lies outside the "
+                         f"{frame_hw[1]}x{frame_hw[0]} frame")
+    return {"box": box, "start": start, "end": end, "info": info}
+
+
+def detector_for(frame_hw: tuple[int, int], detector="auto", weights=None, device=None):
+    """(detector, deviations) for this style: S3FD at face_alignment's 640-px working size and 0.5 threshold
+    when sfd_face.pth is found, else MTCNN or dlib; none of them is the release's face_alignment SFD."""
     from metrics.crops.detectors import resolve_detector
 
     scale = min(1.0, MAX_DETECT_SIDE / max(frame_hw))
-    det, deviations = resolve_detector(detector, weights=weights, device=device,
-                                       s3fd_options={"conf_threshold": 0.5, "scales": (scale,)},
-                                       reference="face_alignment's SFD")
-    return det, deviations
+    return resolve_detector(detector, weights=weights, device=device,
+                            s3fd_options={"conf_threshold": 0.5, "scales": (scale,)},
+                            reference="face_alignment's SFD (EDTalk's crop_video.py)", reference_name=None)
 
 
 @register("edtalk-preprocess")
@@ -145,31 +169,20 @@ def edtalk_preprocess(frames, detector="auto", detections=None, trajectory: int 
         raise InputError("edtalk-preprocess got an empty clip (0 frames)")
     deviations: list[str] = []
     if detections is None:
-        det, deviations = _detector(detector, weights, device, frames.shape[1:3])
+        det, deviations = detector_for(frames.shape[1:3], detector, weights, device)
         detector_name = getattr(det, "name", type(det).__name__)
         detections = [np.asarray(det(f), np.float64).reshape(-1, 5) for f in frames]
     else:
         detector_name = "given"
         if len(detections) != len(frames):
             raise InputError(f"edtalk-preprocess: {len(detections)} detection lists for {len(frames)} frames")
-    found, too_short = trajectories(detections, iou_with_initial, min_frames)
-    hw = frames.shape[1:3]
-    info = {"frames_with_faces": int(sum(len(d) > 0 for d in detections)), "short_trajectories": too_short,
-            "trajectories": [{"start": s, "end": e, "box": list(clip_box(t, hw, increase))} for t, s, e in found]}
-    if not found:
-        info["chosen_trajectory"] = None
+    plan = plan_crop(detections, frames.shape[1:3], trajectory, increase, iou_with_initial, min_frames)
+    info = plan["info"]
+    if plan["box"] is None:
         return CropResult(frames=np.zeros((0, size, size, 3), np.uint8), kept=np.zeros(0, np.int64),
                           boxes=np.zeros((0, 4)), style="edtalk-preprocess", detector=detector_name,
                           deviations=deviations, dropped=len(frames), info=info)
-    chosen = 0 if trajectory is None else int(trajectory)
-    if not 0 <= chosen < len(found):
-        raise InputError(f"edtalk-preprocess: trajectory {trajectory} asked for, the clip has {len(found)}")
-    info["chosen_trajectory"] = chosen
-    tube, start, end = found[chosen]
-    left, top, w, h = clip_box(tube, hw, increase)
-    if w < 1 or h < 1:
-        raise InputError(f"edtalk-preprocess: the face box {np.round(tube, 1).tolist()} lies outside the "
-                         f"{hw[1]}x{hw[0]} frame")
+    (left, top, w, h), start, end = plan["box"], plan["start"], plan["end"]
     kept = np.arange(start, end, dtype=np.int64)
     crops = crop_scale_ffmpeg(frames[start:end], (left, top, w, h), size)
     boxes = np.tile(np.array([left, top, left + w, top + h], np.float64), (len(kept), 1))
