@@ -1,8 +1,9 @@
 """Helpers the crop styles share: frame checking and streaming, the similarity fit, collecting crops.
 
 A style takes `frames` as uint8 (T, H, W, 3) RGB (an array, memory-mapped or not), a single (H, W, 3)
-image, or any iterable of (H, W, 3) frames (e.g. `benchmarks.media.iter_video` flattened), and walks
-them one at a time, so memory does not grow with the clip beyond the crops it returns.
+image, any iterable of (H, W, 3) frames, or a zero-argument callable returning such an iterable (for
+styles that read the clip twice), and walks them one at a time, so memory does not grow with the clip
+beyond the crops it returns.
 """
 from __future__ import annotations
 
@@ -36,7 +37,13 @@ def describe_bad_frame(frame: np.ndarray, where: str) -> str | None:
 
 
 def iter_frames(frames, style: str) -> Iterator[np.ndarray]:
-    """Yield the frames of `frames` one by one, each checked (one-line InputError naming the frame)."""
+    """Yield the frames of `frames` one by one, each checked (one-line InputError naming the frame).
+
+    `frames` may also be a zero-argument callable returning such an iterable (a re-readable source, e.g.
+    `lambda: iter_video(path)`), which styles that read a clip twice call once per pass.
+    """
+    if callable(frames) and not isinstance(frames, np.ndarray):
+        frames = frames()
     if isinstance(frames, np.ndarray):
         if frames.ndim == 3 and frames.shape[-1] == 3 and min(frames.shape[:2]) >= MIN_FRAME_SIDE:
             frames = frames[None]  # one RGB image
@@ -93,23 +100,47 @@ def similarity(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
     return t
 
 
-class CropCollector:
-    """Accumulates kept crops and their per-frame records; `arrays()` stacks them once at the end."""
+def length_hint(frames) -> int | None:
+    """The number of frames `frames` will yield, when it says (arrays, lists, sized readers), else None."""
+    if isinstance(frames, np.ndarray):
+        return 1 if frames.ndim == 3 else len(frames)
+    try:
+        return len(frames)
+    except TypeError:
+        return None
 
-    def __init__(self, size: int, record_shape: tuple[int, ...]):
+
+class CropCollector:
+    """Accumulates kept crops and their per-frame records; `arrays()` returns them stacked.
+
+    With `expected` (the clip length, when known) the crops go straight into one preallocated array, so
+    the peak memory is the output plus one frame; otherwise they are stacked at the end (twice the output
+    for a moment).
+    """
+
+    def __init__(self, size: int, record_shape: tuple[int, ...], expected: int | None = None):
         self.size, self.record_shape = size, record_shape
+        self.buffer = np.empty((expected, size, size, 3), np.uint8) if expected else None
         self.frames: list[np.ndarray] = []
         self.kept: list[int] = []
         self.records: list[np.ndarray] = []
         self.seen = 0
 
     def add(self, index: int, crop: np.ndarray, record) -> None:
-        self.frames.append(crop)
+        if self.buffer is not None and len(self.kept) < len(self.buffer):
+            self.buffer[len(self.kept)] = crop
+        else:
+            self.frames.append(crop)
         self.kept.append(index)
         self.records.append(np.asarray(record, np.float64).reshape(self.record_shape))
 
     def arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         s = self.size
-        frames = np.stack(self.frames) if self.frames else np.zeros((0, s, s, 3), np.uint8)
+        if self.buffer is not None and not self.frames:
+            frames = self.buffer[:len(self.kept)]  # a view: dropped frames leave unused rows, not a copy
+        elif self.buffer is not None:
+            frames = np.concatenate([self.buffer, np.stack(self.frames)])
+        else:
+            frames = np.stack(self.frames) if self.frames else np.zeros((0, s, s, 3), np.uint8)
         records = np.stack(self.records) if self.records else np.zeros((0, *self.record_shape))
         return frames, np.asarray(self.kept, np.int64), records

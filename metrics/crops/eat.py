@@ -34,7 +34,7 @@ import functools
 import numpy as np
 
 from metrics.crops import CropResult, register
-from metrics.crops.common import CropCollector, iter_frames, similarity
+from metrics.crops.common import CropCollector, iter_frames, length_hint, similarity
 from metrics.errors import UserError
 
 __all__ = ["EAT_TEMPLATE_68", "eat_aligned", "emotion_chip"]
@@ -125,7 +125,7 @@ def eat_aligned(frames, roi: bool = False, weights=None) -> CropResult:
     import cv2
 
     detector, predictor = hog_detector(), dlib_model("dlib-68", weights)
-    out = CropCollector(128, (68, 2))
+    out = CropCollector(128, (68, 2), length_hint(frames))
     for index, frame in enumerate(iter_frames(frames, "eat-aligned")):
         out.seen += 1
         gray = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)  # EAT's grey of an RGB frame
@@ -230,7 +230,7 @@ def emotion_chip(frames, cnn_fallback: bool = True, size: int = CHIP_SIZE, paddi
     """
     dlib = _dlib()
     predictor = dlib_model("dlib-5", weights)
-    out = CropCollector(size, (5, 2))
+    out = CropCollector(size, (5, 2), length_hint(frames))
     found_by = dict.fromkeys(CHIP_STAGES, 0)
     crash_frames: list[int] = []
     for index, frame in enumerate(iter_frames(frames, "emotion-chip")):

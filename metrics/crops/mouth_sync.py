@@ -79,27 +79,34 @@ def _dlib_landmarks(frames) -> np.ndarray:
 @register("mouth-sync")
 def mouth_sync(frames, landmarks=None) -> CropResult:
     """EAT's SyncNet crop of one clip (see the module docstring): (T, 224, 224, 3), or empty when a frame
-    has no face. boxes: (T, 68, 2) landmarks used. `frames` is indexed twice (landmarks, then warp), so a
-    one-shot iterator is held in memory; pass an array (or a memory-mapped one) for long clips."""
+    has no face. boxes: (T, 68, 2) landmarks used. The clip is read twice (landmarks, then warp): an array
+    or a zero-argument callable returning a fresh iterator (e.g. `lambda: iter_video(path)`) streams; a
+    one-shot iterator is held in memory."""
     import cv2
 
     size = SIZE
-    if not isinstance(frames, np.ndarray):
+    if callable(frames) and not isinstance(frames, np.ndarray):
+        source = frames  # re-readable: one pass for landmarks, one for the warp
+    elif not isinstance(frames, np.ndarray):
         frames = list(iter_frames(frames, "mouth-sync"))
         frames = np.stack(frames) if frames else np.zeros((0, 64, 64, 3), np.uint8)
-    else:
+    if not callable(frames) or isinstance(frames, np.ndarray):
         frames = np.asarray(frames)
         if frames.ndim == 3 and frames.shape[-1] == 3:
             frames = frames[None]
-    # validate every frame (cheap) before the expensive landmark pass
-    n = sum(1 for _ in iter_frames(frames, "mouth-sync"))
+        source = frames
     deviations = []
     if landmarks is None:
-        marks = _dlib_landmarks(iter_frames(frames, "mouth-sync"))
+        marks = _dlib_landmarks(iter_frames(source, "mouth-sync"))
         deviations.append("landmarks: dlib 68 (HOG, upsample 1) instead of EAT's face_alignment 2D-FAN")
         detector = "dlib-68"
+        n = len(marks)
     else:
-        marks = landmarks(frames) if callable(landmarks) else landmarks
+        n = sum(1 for _ in iter_frames(source, "mouth-sync"))  # checks every frame before the user's detector
+        if callable(landmarks):
+            marks = landmarks(source() if callable(source) else source)
+        else:
+            marks = landmarks
         detector = getattr(landmarks, "name", "user landmarks")
     marks = np.asarray(marks, np.float64)
     if marks.shape != (n, 68, 2):
@@ -115,7 +122,7 @@ def mouth_sync(frames, landmarks=None) -> CropResult:
                           deviations=deviations, dropped=n, info=info)
     matrices = mouth_sync_matrices(marks)
     crops = np.empty((n, size, size, 3), np.uint8)
-    for t, frame in enumerate(iter_frames(frames, "mouth-sync")):
+    for t, frame in enumerate(iter_frames(source, "mouth-sync")):
         crops[t] = cv2.warpAffine(frame, matrices[t], (size, size), borderValue=0.0)
     return CropResult(frames=crops, kept=np.arange(n, dtype=np.int64), boxes=marks, style="mouth-sync",
                       detector=detector, deviations=deviations, dropped=0, info=info)

@@ -70,3 +70,15 @@ def test_callable_landmarks_and_shape_errors(clips, ref):
     assert len(result.frames) == len(clips["tom"])
     with pytest.raises(InputError, match=r"\(T, 68, 2\)"):
         crop(clips["tom"], "mouth-sync", landmarks=marks[:2])
+
+
+def test_a_re_readable_source_streams_both_passes(clips, ref):
+    reads = []
+
+    def source():
+        reads.append(1)
+        return iter(list(clips["gt"]))
+
+    result = crop(source, "mouth-sync")
+    assert len(reads) == 2  # one pass for the landmarks, one for the warp
+    np.testing.assert_array_equal(result.frames[[0, -1]], ref["gt_crops"])
