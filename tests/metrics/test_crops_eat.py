@@ -204,3 +204,15 @@ def test_emotion_chip_faceless_frame_after_full_cascade(clips, chip_ref):
     result = crop(clips["astro"], "emotion-chip")
     np.testing.assert_array_equal(result.kept, chip_ref["astro_kept"])
     np.testing.assert_array_equal(result.frames[:1], chip_ref["astro_chips"])
+
+
+@pytest.mark.parametrize("shift", [20, 30])
+def test_roi_square_left_of_the_frame_drops_the_frame_like_eat(shift, clips):
+    """utils_crop_psnr's ROI slice starts at a negative column here: numpy gives an empty array and EAT's
+    resize fails, so the frame is dropped (checked by running utils_crop_psnr.crop_and_align on these
+    frames: False for both shifts, while utils_crop.crop_and_align keeps them)."""
+    frame = clips["gt"][0]
+    moved = np.concatenate([frame[:, shift:], np.repeat(frame[:, -1:], shift, 1)], 1)
+    assert len(crop(moved, "eat-aligned").kept) == 1
+    result = crop(moved, "eat-aligned", roi=True)
+    assert len(result.kept) == 0 and result.dropped == 1
