@@ -56,6 +56,7 @@ _STYLE_MODULES: dict[str, str] = {
     "mouth-sync": "metrics.crops.mouth_sync",
     "syncnet-track": "metrics.crops.syncnet_track",
     "edtalk-preprocess": "metrics.crops.edtalk_preprocess",
+    "edtalk-source": "metrics.crops.edtalk_source",
 }
 _STYLES: dict[str, Callable[..., CropResult]] = {}
 

@@ -98,3 +98,38 @@ def test_bad_input_is_one_line():
         edtalk_preprocess(np.zeros((2, 32, 32, 4), np.uint8))
     tiny = edtalk_preprocess(np.full((3, 16, 16, 3), 90, np.uint8), detector="dlib-hog")
     assert len(tiny.kept) == 0 and tiny.dropped == 3
+
+
+# edtalk-source: tests/fixtures/faces/edtalk_source_reference.npz holds what the release's own
+# data_preprocess/crop_image2.py `crop_image` wrote for skimage's astronaut and matplotlib's Grace Hopper
+# (benchmarks.realfaces.load_photo, saved losslessly for it); for two_face_frame it wrote nothing.
+SOURCE_FIXTURE = FIXTURE.with_name("edtalk_source_reference.npz")
+
+
+@pytest.mark.parametrize("photo", ["astronaut", "grace_hopper"])
+def test_source_photo_crop_matches_crop_image2(photo):
+    from benchmarks.realfaces import load_photo
+
+    expected = np.load(SOURCE_FIXTURE)[photo]
+    result = crop(load_photo(photo)[None], "edtalk-source")
+    diff = np.abs(result.frames[0].astype(int) - expected)
+    assert result.frames.shape == (1, 256, 256, 3) and diff.max() <= 1 and (diff == 0).mean() >= 0.999
+    assert result.boxes.shape == (1, 47, 2) and result.info["faces"] == [1]
+
+
+def test_source_photo_faces_other_than_one():
+    from benchmarks.realfaces import faceless_clip, two_face_frame
+
+    assert "two_faces" not in np.load(SOURCE_FIXTURE)  # the release writes nothing for two faces
+    with pytest.raises(InputError, match="2 faces \\(x 11-73, x 135-225\\).*--face 0..1"):
+        crop(two_face_frame(256)[None], "edtalk-source")
+    right = crop(two_face_frame(256)[None], "edtalk-source", face=1)
+    assert right.frames.shape == (1, 256, 256, 3) and right.boxes[0, :, 0].mean() > 128
+    with pytest.raises(InputError, match="no face found.*--no-crop"):
+        crop(faceless_clip(n_frames=1, size=128), "edtalk-source")
+    with pytest.raises(InputError, match="no face found \\(16x16\\)"):
+        crop(np.full((1, 16, 16, 3), 200, np.uint8), "edtalk-source")
+    with pytest.raises(InputError, match="RGB"):
+        crop(np.zeros((1, 64, 64), np.uint8), "edtalk-source")
+    with pytest.raises(InputError, match="RGBA"):
+        crop(np.zeros((1, 64, 64, 4), np.uint8), "edtalk-source")
