@@ -18,7 +18,7 @@ import numpy as np
 from metrics.crops import CropResult, register
 from metrics.errors import InputError
 
-__all__ = ["edtalk_source", "crop_source_photo", "M003_TEMPLATE_47"]
+__all__ = ["edtalk_source", "crop_source_photo", "M003_TEMPLATE_47", "NoFaceError"]
 
 # data_preprocess/M003_template.npy, points 0-46 (jaw, brows, nose, eyes): x, y in the 256 x 256 crop
 M003_TEMPLATE_47 = np.array([
@@ -29,6 +29,10 @@ M003_TEMPLATE_47 = np.array([
     [147, 155], [152, 153], [94, 114], [102, 109], [111, 109], [118, 114], [111, 116], [102, 116],
     [154, 115], [161, 109], [170, 110], [176, 114], [170, 117]], dtype=np.float32)
 SIZE = 256
+
+
+class NoFaceError(InputError):
+    """The photo holds no face dlib finds (callers may choose to use it uncropped)."""
 
 
 def _faces(photo: np.ndarray):
@@ -52,7 +56,7 @@ def crop_source_photo(photo: np.ndarray, face: int | None = None, name: str = "t
                          "RGBA images to RGB first")
     grey, rects, predictor = _faces(photo)
     if not rects:
-        raise InputError(f"{name}: no face found ({photo.shape[1]}x{photo.shape[0]}); give a photo with one "
+        raise NoFaceError(f"{name}: no face found ({photo.shape[1]}x{photo.shape[0]}); give a photo with one "
                          "frontal face, or --no-crop to use it as given")
     if face is None and len(rects) > 1:
         where = ", ".join(f"x {r.left()}-{r.right()}" for r in rects)
