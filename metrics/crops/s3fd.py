@@ -28,6 +28,7 @@ VARIANCES = (0.1, 0.2)
 # Detect(): candidates above this score enter the per-class NMS, which keeps at most TOP_K boxes
 SCORE_FLOOR, NMS_IOU, NMS_CANDIDATES, TOP_K = 0.05, 0.3, 5000, 750
 FINAL_NMS_IOU = 0.1  # detect_faces' nms_ over the boxes of all scales
+MIN_INPUT_SIDE = 32  # below this the fifth max pool has nothing to pool (torch raises)
 
 # vgg ModuleList: conv (in, out, dilation, padding) at these indices; "M" a 2x2 max pool (ceil mode at 16)
 _VGG = [(3, 64), (64, 64), "M", (64, 128), (128, 128), "M", (128, 256), (256, 256), (256, 256), "C",
@@ -235,12 +236,14 @@ class S3FD:
         import cv2
 
         torch = _torch()
-        scaled = cv2.resize(image_rgb, dsize=(0, 0), fx=scale, fy=scale, interpolation=cv2.INTER_LINEAR)
-        if scaled.shape[0] < 1 or scaled.shape[1] < 1:
+        h, w = image_rgb.shape[:2]
+        if min(round(h * scale), round(w * scale)) < MIN_INPUT_SIDE:
             from metrics.errors import InputError
 
-            raise InputError(f"s3fd: a {image_rgb.shape[1]}x{image_rgb.shape[0]} frame scaled by {scale} is "
-                             f"empty; pass larger frames or a larger detection scale")
+            raise InputError(f"s3fd: a {w}x{h} frame at detection scale {scale:g} is under the {MIN_INPUT_SIDE} px "
+                             f"S3FD's five poolings need; give larger frames or a larger detection scale "
+                             f"(syncnet_python detects at 0.25 of full-resolution video)")
+        scaled = cv2.resize(image_rgb, dsize=(0, 0), fx=scale, fy=scale, interpolation=cv2.INTER_LINEAR)
         x = scaled.astype(np.float32) - S3FD_MEAN_RGB
         x = torch.from_numpy(np.ascontiguousarray(x.transpose(2, 0, 1)))[None].to(self.device)
         with torch.no_grad():

@@ -88,3 +88,11 @@ def test_weights_file_is_loaded_from_the_weights_dir(tmp_path, monkeypatch, refe
     monkeypatch.setenv("EDTALK_WEIGHTS", str(tmp_path))
     boxes = S3FD(device="cpu").detect(reference["image_0"])
     np.testing.assert_allclose(boxes, reference["case0_boxes"], rtol=0, atol=1e-4)
+
+
+def test_frames_too_small_for_the_network_are_one_line(detector):
+    from metrics.errors import InputError
+
+    with pytest.raises(InputError, match="16x16 frame at detection scale 0.25 is under the 32 px"):
+        detector.detect(np.zeros((16, 16, 3), np.uint8))
+    assert detector.detect(np.zeros((128, 128, 3), np.uint8)).shape[1] == 5  # 32 px after scaling is enough
