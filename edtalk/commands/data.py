@@ -17,8 +17,8 @@ def register(sub) -> None:
     c.add_argument("--out", required=True, help="output folder (same relative paths, .mp4)")
     c.add_argument("--style", default="edtalk-preprocess",
                    help="crop style of metrics.crops (default edtalk-preprocess: EDTalk's MEAD/HDTF crop, 256 px)")
-    c.add_argument("--detector", default="auto", help="auto (S3FD if sfd_face.pth is found, else MTCNN, else "
-                                                      "dlib) | s3fd | mtcnn | dlib-hog")
+    c.add_argument("--detector", default="auto", help="auto (S3FD if sfd_face.pth is found, else dlib HOG) | s3fd "
+                                                      "| mtcnn | dlib-hog")
     c.add_argument("--camera", default="front", help="MEAD camera to crop (others are skipped); '' for all")
     c.add_argument("--weights", default=None, help="folder or file of sfd_face.pth (default: the weights cache)")
     c.add_argument("--device", default=None)

@@ -20,7 +20,7 @@ that file is absent, so the first trajectory to end is the clip's crop; `traject
 
 Deviations, recorded: the detector (face_alignment's SFD and its `s3fd-619a316812.pth` are not part of
 this suite: S3FD on the user's `sfd_face.pth` with syncnet_python's decoding at threshold 0.5 on the
-frame shrunk to 640 px, else MTCNN or dlib; see metrics.crops.detectors), and the frame rate: the
+frame shrunk to 640 px, else dlib HOG; see metrics.crops.detectors), and the frame rate: the
 release's `-r 25` stands after the output name, where ffmpeg ignores it, so its crops keep the source
 rate; `edtalk data crop` converts to 25 fps first, as the README asks of inputs.
 """
@@ -148,7 +148,7 @@ def plan_crop(detections, frame_hw: tuple[int, int], trajectory: int | None = No
 
 def detector_for(frame_hw: tuple[int, int], detector="auto", weights=None, device=None):
     """(detector, deviations) for this style: S3FD at face_alignment's 640-px working size and 0.5 threshold
-    when sfd_face.pth is found, else MTCNN or dlib; none of them is the release's face_alignment SFD."""
+    when sfd_face.pth is found, else dlib HOG; none of them is the release's face_alignment SFD."""
     from metrics.crops.detectors import resolve_detector
 
     scale = min(1.0, MAX_DETECT_SIDE / max(frame_hw))

@@ -143,8 +143,11 @@ def decode_boxes(loc, priors):
     return boxes
 
 
-def _nms_candidates(boxes, scores, overlap: float, max_candidates: int):
-    """Greedy NMS in float32 torch as Detect() does it: returns kept indices, best score first."""
+def _nms_candidates(boxes, scores, overlap: float, max_candidates: int, stop_at: float = -1.0):
+    """Greedy NMS in float32 torch as Detect() does it: returns kept indices, best score first.
+
+    Stops once the best remaining score is <= `stop_at`: a box only suppresses lower-scored ones, and
+    detect_faces reads the kept boxes only down to its threshold, so the rest cannot change the result."""
     torch = _torch()
     x1, y1, x2, y2 = boxes.unbind(1)
     area = (x2 - x1) * (y2 - y1)
@@ -153,6 +156,8 @@ def _nms_candidates(boxes, scores, overlap: float, max_candidates: int):
     keep = []
     while order.numel() > 0:
         i = order[-1]
+        if not float(scores[i]) > stop_at:
+            break
         keep.append(int(i))
         order = order[:-1]
         if order.numel() == 0:
@@ -265,7 +270,7 @@ class S3FD:
             boxes, scores = boxes[mask], scores[mask]
             if scores.numel() == 0:
                 continue
-            keep = _nms_candidates(boxes, scores, NMS_IOU, NMS_CANDIDATES)[:TOP_K]
+            keep = _nms_candidates(boxes, scores, NMS_IOU, NMS_CANDIDATES, self.conf_threshold)[:TOP_K]
             for i in keep:  # best first: the reference reads until the first score at or below the threshold
                 if not float(scores[i]) > self.conf_threshold:
                     break
