@@ -3,13 +3,13 @@
     python -m benchmarks.perf.crops [--frames 250 2500] [--size 256] [--styles eat-aligned ...]
 
 Each (style, length) runs in its own process, and the peak RSS (VmHWM) is reset after the warm-up, so the
-peak is that crop's alone. The input is
-streamed: a generator cycling 25 pre-rendered frames of a real-face talking clip (benchmarks.realfaces),
-so the input itself costs no memory that grows with length; styles that read the clip twice get a
-re-readable source (a zero-argument callable). `crop()` returns every crop, so the output grows with the
-clip by design; "working" is peak RSS minus the RSS after a warm-up crop minus the returned crops'
-bytes: the memory the style itself needs, which should stay flat in clip length. A style that refuses a
-stream is given the clip as one array instead ("input array"), whose bytes then count in its working memory.
+peak is that crop's alone. The input is streamed: a generator going back and forth through 25 pre-rendered
+frames of a real-face talking clip (benchmarks.realfaces), so the input costs no memory that grows with
+length; styles that read the clip twice get a re-readable source (a zero-argument callable). `crop()`
+returns every crop, so the output grows with the clip by design; "working" is peak RSS minus the RSS after
+a warm-up crop minus the returned crops' bytes: the memory the style itself needs, which should stay flat
+in clip length. A style that refuses a stream is given the clip as one array instead ("input array"),
+whose bytes then count in its working memory.
 Timings are per frame over the whole clip, with models already loaded (the warm-up), on whatever CPU
 cores are free; torch/OpenCV thread counts are left at their defaults.
 """
@@ -70,7 +70,9 @@ def _measure_here(style: str, n_frames: int, size: int) -> dict:
             return n_frames
 
         def __iter__(self):
-            return (base[i % CYCLE] for i in range(n_frames))
+            # back and forth through the rendered frames: no jump a shot detector would take for a cut
+            period = 2 * CYCLE - 2
+            return (base[min(i % period, period - i % period)] for i in range(n_frames))
 
     crop(base[:2], style)  # warm-up: imports, model loads, lazy initialisation
     settled = _current_rss_mb()
