@@ -39,7 +39,7 @@ class RunSpec:
 
     @property
     def config_hash(self) -> str:
-        from edtalk.train.api import resolve_config
+        from ablations.variants import resolve_config
 
         cfg = resolve_config(self.preset, self.variant, self.seed).to_dict()
         what = {"train": cfg, "protocol": self.protocol}
@@ -80,7 +80,8 @@ def run_one(spec: RunSpec, threads: int | None = None, progress: bool = False) -
     """Train (or resume) and evaluate one run; writes status.json last. Returns the status."""
     import torch
 
-    from benchmarks.protocols.api import evaluate_protocol
+    from ablations.variants import resolve_config
+    from edtalk.method import score_run
     from edtalk.train.api import train_run
 
     if threads:
@@ -101,10 +102,9 @@ def run_one(spec: RunSpec, threads: int | None = None, progress: bool = False) -
                                     f"is missing ({_status(parent.run_dir).get('error', 'not trained yet')}); "
                                     "re-run the sweep once full has trained")
                 kw["adopt"] = (ckpt, spec.shared)
-            train_run(spec.preset, spec.variant, run_dir, data_dir=spec.data, seed=spec.seed, resume=resume,
-                      progress=progress, **kw)
-        evaluate_protocol(spec.protocol, run_dir / "results.json", run_dir=run_dir, data=spec.data,
-                          progress=progress)
+            train_run(resolve_config(spec.preset, spec.variant, spec.seed), run_dir, data_dir=spec.data,
+                      resume=resume, progress=progress, **kw)
+        score_run(spec.protocol, run_dir / "results.json", run_dir, data=spec.data, progress=progress)
         status = {"state": "done", "seconds": round(time.time() - t0, 1), "key": spec.key}
     except Exception as exc:  # noqa: BLE001 — one failing run must not stop or corrupt the others
         status = {"state": "failed", "error": f"{type(exc).__name__}: {exc}", "key": spec.key,

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-import numpy as np
 import torch
 
 from edtalk.model import EDTalk
@@ -140,21 +139,3 @@ def animate_per_frame(model: EDTalk, source, mouth=None, pose=None, expression=N
         d, e = model.compose(coeffs)
         outs.append(model.decode(lat_src, d, feats, e))
     return torch.cat(outs)
-
-
-def to_uint8_frames(x: torch.Tensor) -> np.ndarray:
-    """[-1, 1] (T,3,H,W) -> uint8 (T,H,W,3) by the fixed map round((x+1)*127.5), clipped.
-
-    The release's demo stretches each video's min/max instead, which shifts colours per video and
-    biases PSNR/FID; a fixed map keeps outputs comparable.
-    """
-    from benchmarks.media import tensor_to_frames
-
-    return tensor_to_frames(x)
-
-
-def from_uint8_frames(frames: np.ndarray) -> torch.Tensor:
-    """uint8 (T,H,W,3) RGB -> float (T,3,H,W) in [-1, 1]."""
-    from benchmarks.media import frames_to_tensor
-
-    return frames_to_tensor(frames)

@@ -6,10 +6,9 @@ checkpoints load into it. `standard` and `smoke` are narrower, smaller presets t
 from __future__ import annotations
 
 import dataclasses
-import difflib
 from dataclasses import dataclass
 
-from metrics.errors import InputError
+from metrics.errors import InputError, suggest
 
 BANK_MODES = ("bases", "direct", "off")
 FLOW_GRIDS = ("lia", "pixel-centres")
@@ -47,11 +46,8 @@ class ModelConfig:
         for f in FACTORS:
             mode = getattr(self, f"{f}_bank")
             if mode not in BANK_MODES:
-                raise InputError(f"{f}_bank must be one of {BANK_MODES}, not {mode!r}")
-        if not self.expression and self.expression_bank != "off" and self.eem:
-            # a lip/pose-only generator has neither; normalise silently would hide a config error
-            pass
-
+                raise InputError(f"{f}_bank must be one of {', '.join(BANK_MODES)}, not {mode!r}"
+                                 f"{suggest(mode, BANK_MODES)}")
         if self.flow_grid not in FLOW_GRIDS:
             raise InputError(f"flow_grid must be one of {FLOW_GRIDS}, not {self.flow_grid!r}")
 
@@ -80,7 +76,6 @@ MODEL_PRESETS: dict[str, ModelConfig] = {
 
 def model_preset(name: str, **overrides) -> ModelConfig:
     if name not in MODEL_PRESETS:
-        close = difflib.get_close_matches(name, MODEL_PRESETS, n=1)
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
-        raise InputError(f"unknown model preset {name!r}{hint}; choose from {sorted(MODEL_PRESETS)}")
+        raise InputError(f"unknown model preset {name!r}{suggest(name, MODEL_PRESETS)}; "
+                         f"choose from {sorted(MODEL_PRESETS)}")
     return dataclasses.replace(MODEL_PRESETS[name], **overrides) if overrides else MODEL_PRESETS[name]

@@ -30,7 +30,6 @@ OFFICIAL_FILES = {
     "audio2lip": "Audio2Lip.pt",
 }
 RELEASE_URL = "https://github.com/tanshuai0219/EDTalk (README: 'Download the pre-trained models')"
-EMOTIONS = ("angry", "contempt", "disgusted", "fear", "happy", "neutral", "sad", "surprised")
 
 
 def read_checkpoint(path: str | Path) -> dict:

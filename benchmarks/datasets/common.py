@@ -1,4 +1,5 @@
-"""Names shared by every dataset: MEAD's emotions (in MEAD's order) and the clip-name format."""
+"""Names shared by every dataset: MEAD's emotions (in MEAD's order, defined once in
+metrics.functional.emotion) and the clip-name format."""
 from __future__ import annotations
 
 import re
@@ -6,8 +7,8 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 
 from metrics.errors import InputError
+from metrics.functional.emotion import EMOTIONS
 
-EMOTIONS = ("angry", "contempt", "disgusted", "fear", "happy", "neutral", "sad", "surprised")
 LEVELS = (1, 2, 3)
 _CLIP = re.compile(r"^(?P<identity>[A-Za-z0-9_\-]+)#(?P<emotion>[a-z]+)#level_(?P<level>\d)#(?P<index>\d{3})$")
 

@@ -21,8 +21,8 @@ import numpy as np
 from benchmarks import media
 from benchmarks.datasets.common import duplicates, parse_names, preview
 from metrics.errors import InputError
+from metrics.functional.emotion import EMOTIONS
 
-MEAD_EMOTIONS = ("angry", "contempt", "disgusted", "fear", "happy", "neutral", "sad", "surprised")
 MEAD_NAME = re.compile(r"^(?P<id>[MW]\d{3})#(?P<emotion>[a-z]+)#level_(?P<level>[1-3])#(?P<index>\d{3})$")
 HDTF_NAME = re.compile(r"^(?P<video>[A-Za-z0-9_\-]+)#(?P<segment>\d+)$")
 HDTF_SEGMENT_SECONDS = 5.0
@@ -112,9 +112,9 @@ def parse_official_name(name: str) -> dict:
 
 def parse_mead_name(name: str) -> dict:
     m = MEAD_NAME.match(name)
-    if not m or m["emotion"] not in MEAD_EMOTIONS:
+    if not m or m["emotion"] not in EMOTIONS:
         raise InputError(f"{name!r} is not a MEAD clip name (<id>#<emotion>#level_<k>#<nnn>, emotion one of "
-                         f"{', '.join(MEAD_EMOTIONS)})")
+                         f"{', '.join(EMOTIONS)})")
     return {"identity": m["id"], "emotion": m["emotion"], "level": int(m["level"]), "index": m["index"]}
 
 

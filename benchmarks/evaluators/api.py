@@ -24,11 +24,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from benchmarks.datasets.common import EMOTIONS
 from benchmarks.evaluators.config import FORMAT, PRESETS, EvaluatorConfig, cache_key, get_config, world_digest
 from benchmarks.evaluators.data import as_frames, mouth_crops, resize_frames
-from benchmarks.evaluators.train import NET_ORDER, POSE_SCALE, build_net, to_input
+from benchmarks.evaluators.train import NET_ORDER, POSE_SCALE, build_net
+from benchmarks.media import frames_to_tensor
 from metrics.errors import CheckpointMismatchError, UserError
+from metrics.functional.emotion import EMOTIONS
 from metrics.utils import atomic_torch_save, atomic_write_json, provenance, resolve_device
 
 FEATURES_NOTE = ("synthetic-domain FID features: concatenation of the identity net's and the emotion net's "
@@ -77,7 +78,7 @@ class Evaluators:
         small = resize_frames(frames, self.config.input_size)
         net = self.nets[kind]
         fn = fn or net
-        out = [fn(to_input(torch.from_numpy(small[i:i + self.batch_size])).to(self.device)).float().cpu()
+        out = [fn(frames_to_tensor(small[i:i + self.batch_size]).to(self.device)).float().cpu()
                for i in range(0, len(small), self.batch_size)]
         return torch.cat(out).numpy(), hw
 

@@ -18,10 +18,10 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from benchmarks.datasets.common import EMOTIONS
 from benchmarks.evaluators.config import EvaluatorConfig
 from benchmarks.evaluators.data import Split
 from benchmarks.evaluators.nets import ConvNet, IdentityNet, LandmarkNet, PoseNet, SyncNet
+from metrics.functional.emotion import EMOTIONS
 
 POSE_SCALE = np.array([20.0, 12.0, 8.0], np.float32)  # the world's yaw/pitch/roll limits: targets in ~[-1, 1]
 NET_ORDER = ("landmarks", "pose", "emotion", "identity", "syncnet")
@@ -58,11 +58,6 @@ def identity_roles(n: int) -> tuple[list[int], list[int]]:
     held = [k for k in range(n) if k % 3 == 2]
     fit = [k for k in range(n) if k % 3 != 2]
     return (fit, held) if len(held) >= 2 and len(fit) >= 2 else (list(range(n)), list(range(n)))
-
-
-def to_input(x: torch.Tensor) -> torch.Tensor:
-    """uint8 (N, S, S, 3) -> float (N, 3, S, S) in [-1, 1]."""
-    return x.permute(0, 3, 1, 2).float() / 127.5 - 1.0
 
 
 def augment(x: torch.Tensor, gen: torch.Generator, colour: str, shift: float, scale: float = 0.0,

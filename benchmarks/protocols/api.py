@@ -9,17 +9,21 @@ from metrics.errors import InputError, UserError
 from metrics.utils import atomic_write_json
 
 
-def evaluate_protocol(protocol: str, out, *, run_dir=None, videos=None, data=None, metrics=None,
+def evaluate_protocol(protocol: str, out, *, method=None, videos=None, data=None, metrics=None,
                       device=None, progress: bool = True, disentanglement: bool = True,
                       n_tuples: int = 6, lists=None) -> dict:
-    """Score a trained run (`run_dir`) or a folder of generated videos (`videos`) under `protocol`.
+    """Score a method or a folder of generated videos (`videos`) under `protocol`.
 
-    Writes `out` (results.json) and, for runs on the synthetic world, `confusion.json` and
+    `method(world)` builds the method for the protocol's world: a callable `case -> uint8 frames`,
+    optionally with `describe` (a dict for the results), `generate(source, mouth, pose, expression)`
+    (enables the disentanglement metrics) and `model` (its bank geometry is measured);
+    `edtalk.method.score_run` passes our trained model this way.
+    Writes `out` (results.json) and, for methods on the synthetic world, `confusion.json` and
     `disentanglement.json` beside it. Returns the results dict. `lists`: a folder with the official
     split's `test.json` overriding the bundled one (real-data protocols).
     """
     proto = get_protocol(protocol)
-    if (run_dir is None) == (videos is None):
+    if (method is None) == (videos is None):
         raise InputError("give exactly one of --run RUN_DIR (a model trained with `edtalk train`) or "
                          "--videos DIR (one <case>.mp4 per test clip)")
     if proto.data != "synthetic":
@@ -35,13 +39,7 @@ def evaluate_protocol(protocol: str, out, *, run_dir=None, videos=None, data=Non
                          "(made by `edtalk data synth`)")
     from benchmarks.datasets.synthetic import SyntheticWorld
     from benchmarks.evaluators import load_evaluators
-    from benchmarks.protocols.synthetic import (
-        LandmarkReaders,
-        SyntheticScorer,
-        TrainedModelMethod,
-        confusion_from_results,
-        synthetic_cases,
-    )
+    from benchmarks.protocols.synthetic import LandmarkReaders, SyntheticScorer, confusion_from_results, synthetic_cases
 
     world = SyntheticWorld(data)
     if int(world.meta["size"]) != proto.size:
@@ -49,9 +47,9 @@ def evaluate_protocol(protocol: str, out, *, run_dir=None, videos=None, data=Non
                          f"{world.meta['size']} px; use the matching protocol or world preset")
     ev = load_evaluators(data, device=device, progress=progress)
     names = list(metrics or proto.metric_names)
-    if run_dir is not None:
-        method = TrainedModelMethod(run_dir, world, device=device)
-        info = method.describe
+    if method is not None:
+        method = method(world)
+        info = getattr(method, "describe", {"kind": "method", "name": type(method).__name__})
     else:
         # Videos must be at the protocol's frame rate and size (refused otherwise, with the fix).
         method = folder_method(videos, fps=proto.fps, fps_policy=proto.fps_policy, size=proto.size)
@@ -73,16 +71,17 @@ def evaluate_protocol(protocol: str, out, *, run_dir=None, videos=None, data=Non
         atomic_write_json(out, results)
     if "acc_emo" in names:
         atomic_write_json(out.with_name("confusion.json"), confusion_from_results(results))
-    if run_dir is not None and disentanglement and not out.with_name("disentanglement.json").exists():
+    generate = getattr(method, "generate", None)
+    if generate is not None and disentanglement and not out.with_name("disentanglement.json").exists():
         from metrics.disentanglement import bank_geometry_of, evaluate_disentanglement
 
         # Quick protocols (a clip cap) use fewer, shorter tuples: 4 model calls per tuple add up on a CPU.
         quick = proto.max_clips is not None
-        d = evaluate_disentanglement(method.generate, world, LandmarkReaders(world, ev),
+        d = evaluate_disentanglement(generate, world, LandmarkReaders(world, ev),
                                      n_tuples=min(n_tuples, 4) if quick else n_tuples, seed=0, split=proto.split,
                                      max_frames=25 if quick else None)
         try:
-            d["bank_geometry"] = bank_geometry_of(method.model).to_dict()
+            d["bank_geometry"] = bank_geometry_of(getattr(method, "model", None)).to_dict()
         except InputError as exc:  # a variant with every bank off or direct has no bases to measure
             d["bank_geometry"] = {"skipped": str(exc)}
         atomic_write_json(out.with_name("disentanglement.json"), d)

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from benchmarks.protocols.registry import Protocol, get_protocol, resolved
-from metrics.errors import InputError, UserError
+from metrics.errors import InputError, UserError, closest
 from metrics.utils import atomic_write_json, provenance, to_jsonable
 
 SCHEMA = "edtalk-bench/results@1"
@@ -80,8 +80,6 @@ def folder_method(folder: str | os.PathLike, reader: Callable | None = None, *, 
     "resample"; `fps=None` skips it) and, if `size` is given, checked to be size x size; what was
     converted (frame rate, grayscale/alpha to RGB) is kept per case in `method.conversions`.
     """
-    import difflib
-
     from benchmarks.datasets.common import duplicates, preview
 
     exts = (".mp4", ".avi", ".mov", ".mkv")
@@ -108,8 +106,8 @@ def folder_method(folder: str | os.PathLike, reader: Callable | None = None, *, 
         key = case.name.replace("/", "_")
         p = top.get(key) or next((q for q in (root / f"{key}{e}" for e in exts) if q.is_file()), None)
         if p is None:
-            close = difflib.get_close_matches(key, list(top), n=1)
-            hint = f" (closest file: {top[close[0]].name})" if close else ""
+            close = closest(key, top)
+            hint = f" (closest file: {top[close].name})" if close else ""
             raise InputError(f"{root}: no video for test case {case.name!r} (expected {key}.mp4){hint}; "
                              "generate every case of the protocol or pick a protocol your method supports")
         if reader is not None:

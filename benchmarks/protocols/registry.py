@@ -8,11 +8,10 @@ table can always say exactly what it measured. `get_protocol` suggests the close
 from __future__ import annotations
 
 import copy
-import difflib
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from metrics.errors import InputError
+from metrics.errors import InputError, suggest
 
 
 @dataclass(frozen=True)
@@ -129,9 +128,8 @@ def get_protocol(name: str | Protocol) -> Protocol:
         current = PROTOCOLS[base].version
         raise InputError(f"protocol {base!r} is at version {current}, not {version!r}: numbers from another "
                          f"version are not comparable; use {base!r} or {base}@{current}")
-    close = difflib.get_close_matches(base, list(PROTOCOLS), n=1, cutoff=0.3)
-    hint = f" (did you mean {close[0]!r}?)" if close else ""
-    raise InputError(f"unknown protocol {name!r}{hint}; known protocols: {', '.join(PROTOCOLS)}")
+    raise InputError(f"unknown protocol {name!r}{suggest(base, PROTOCOLS, cutoff=0.3)}; "
+                     f"known protocols: {', '.join(PROTOCOLS)}")
 
 
 def list_protocols() -> list[Protocol]:

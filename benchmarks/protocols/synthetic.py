@@ -1,4 +1,4 @@
-"""Scoring on the built-in synthetic world: cases, our trained model as a method, and the scorer.
+"""Scoring on the built-in synthetic world: cases and the scorer (our trained model as a method: edtalk.method).
 
 The scorer compares a method's frames for a test clip with that clip's ground truth, through the
 in-project evaluators (benchmarks.evaluators) where a metric needs a network:
@@ -12,8 +12,6 @@ in-project evaluators (benchmarks.evaluators) where a metric needs a network:
 Protocols on this data say in their `reference` that the evaluators are synthetic-domain nets.
 """
 from __future__ import annotations
-
-from pathlib import Path
 
 import numpy as np
 
@@ -31,58 +29,6 @@ def synthetic_cases(world, protocol: Protocol) -> list[Case]:
     return [Case(c.name, {"identity": c.identity, "emotion": c.emotion, "level": c.level}) for c in clips]
 
 
-def load_trained_model(path, device=None):
-    """An EDTalk generator from `RUN_DIR/model.pt` (written by `edtalk train`)."""
-    from edtalk import official
-    from edtalk.config import ModelConfig
-    from edtalk.model import EDTalk
-    from metrics.utils import resolve_device
-
-    path = Path(path)
-    if path.is_dir():
-        path = path / "model.pt"
-    if not path.is_file():
-        raise InputError(f"{path} not found; train a model first (`edtalk train --out RUN_DIR`)")
-    ck = official.read_checkpoint(path)
-    if not isinstance(ck, dict) or "model_config" not in ck or "model" not in ck:
-        raise InputError(f"{path} is not a model.pt from `edtalk train` (needs 'model_config' and 'model')")
-    model = EDTalk(ModelConfig(**ck["model_config"]))
-    official.check_state_dict(model, ck["model"], str(path))
-    model.load_state_dict(ck["model"])
-    return model.to(resolve_device(device)).eval(), ck
-
-
-class TrainedModelMethod:
-    """Self-reenactment with a trained run: source = the clip's first frame, every driver = the clip."""
-
-    def __init__(self, run_dir, world, device=None):
-        from edtalk.train.evaluate import _drive_frames
-
-        self.model, ck = load_trained_model(run_dir, device)
-        if self.model.cfg.size != int(world.meta["size"]):
-            raise InputError(f"model {run_dir} renders {self.model.cfg.size} px but the world is "
-                             f"{world.meta['size']} px; evaluate it on a world of its size")
-        self.world, self._drive = world, _drive_frames
-        self.device = next(self.model.parameters()).device
-        seed = None
-        cfg_file = Path(run_dir) / "config.json"
-        if cfg_file.is_file():
-            import json
-
-            seed = json.loads(cfg_file.read_text()).get("seed")
-        self.describe = {"kind": "edtalk-run", "run_dir": str(Path(run_dir).resolve()), "seed": seed,
-                         "variant": ck.get("variant"), "name": ck.get("variant") or Path(run_dir).name}
-        self._by_name = {c.name: c for c in world.clips(None)}
-
-    def __call__(self, case: Case) -> np.ndarray:
-        frames = self.world.frames(self._by_name[case.name])
-        return self.generate(frames[0], frames, frames, frames)
-
-    def generate(self, source, mouth, pose, expression) -> np.ndarray:
-        n = min(len(mouth), len(pose), len(expression))
-        return self._drive(self.model, source, mouth[:n], pose[:n], expression[:n], self.device)
-
-
 class SyntheticScorer:
     """`scorer(case, frames) -> {metric: value}` for the synthetic protocols."""
 
@@ -94,6 +40,7 @@ class SyntheticScorer:
     def __call__(self, case: Case, frames: np.ndarray) -> dict:
         from metrics.functional.image import psnr_per_frame, ssim_per_frame
         from metrics.functional.landmarks import landmark_distance
+        from metrics.functional.pose import pose_error
 
         clip = self._by_name[case.name]
         real = self.world.frames(clip)
@@ -122,10 +69,9 @@ class SyntheticScorer:
             out["m_lmd"] = landmark_distance(lm, true_lm, subset="mouth")
             out["f_lmd"] = landmark_distance(lm, true_lm, subset="face")
         if "pose_err" in want:
-            err = np.abs(self.ev.pose(frames) - np.asarray(gt["pose"], np.float64)[:n]).mean(0)
-            out["pose_err"] = float(err.mean())
-            out.update({"pose_err_yaw": float(err[0]), "pose_err_pitch": float(err[1]),
-                        "pose_err_roll": float(err[2])})
+            err = pose_error(self.ev.pose(frames), np.asarray(gt["pose"], np.float64)[:n])
+            out["pose_err"] = err["mean"]
+            out.update({f"pose_err_{axis}": err[axis] for axis in ("yaw", "pitch", "roll")})
         if "acc_emo" in want:
             pred = int(np.argmax(self.ev.emotion(frames)))
             label = int(gt["emotion_index"])
@@ -141,7 +87,7 @@ class SyntheticScorer:
 
 def confusion_from_results(results: dict) -> dict:
     """The emotion confusion matrix rebuilt from per-sample rows (so a resumed run has it whole)."""
-    from benchmarks.datasets.common import EMOTIONS
+    from metrics.functional.emotion import EMOTIONS
 
     m = np.zeros((len(EMOTIONS), len(EMOTIONS)), np.int64)
     for row in results["per_sample"]:

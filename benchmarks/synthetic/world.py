@@ -6,9 +6,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from benchmarks.datasets.common import EMOTIONS
 from benchmarks.synthetic.face import EXPRESSION_AXES, Appearance, deform, project, render, template
 from benchmarks.synthetic.speech import FPS, SAMPLE_RATE, Prosody, phoneme_timeline, synthesize
+from metrics.functional.emotion import EMOTIONS
 
 GENERATOR_VERSION = "synthetic-world@1"
 # Per emotion at full intensity (level 3), over EXPRESSION_AXES:

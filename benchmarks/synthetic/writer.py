@@ -18,9 +18,10 @@ import numpy as np
 from tqdm import tqdm
 
 from benchmarks import media
-from benchmarks.datasets.common import EMOTIONS, clip_name
+from benchmarks.datasets.common import clip_name
 from benchmarks.synthetic.world import FPS, GENERATOR_VERSION, SAMPLE_RATE, generate_clip, make_identity
-from metrics.errors import InputError
+from metrics.errors import InputError, suggest
+from metrics.functional.emotion import EMOTIONS
 from metrics.utils import atomic_write_bytes, atomic_write_json, atomic_write_text
 
 
@@ -59,11 +60,8 @@ def synthesize_world(out, preset: str | Preset = "smoke", seed: int = 0, size: i
     elif preset in PRESETS:
         p = PRESETS[preset]
     else:
-        import difflib
-
-        close = difflib.get_close_matches(str(preset), PRESETS, n=1)
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
-        raise InputError(f"unknown synthetic preset {preset!r}{hint}; choose from {sorted(PRESETS)}")
+        raise InputError(f"unknown synthetic preset {preset!r}{suggest(preset, PRESETS)}; "
+                         f"choose from {sorted(PRESETS)}")
     size = size or p.size
     if size not in (64, 128, 256):
         raise InputError(f"--size must be 64, 128 or 256, not {size}")

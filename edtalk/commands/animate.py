@@ -14,7 +14,10 @@ def register(sub) -> None:
                                             "EDTalk_lip_pose.pt, predefined_exp_weights/)")
     w.add_argument("--checkpoint", help="a model.pt written by `edtalk train` (RUN_DIR/model.pt) or a run dir")
     p.add_argument("--lip-pose", action="store_true", help="use EDTalk_lip_pose.pt (no expression)")
-    p.add_argument("--source", required=True, help="source image (any size; resized to the model's)")
+    p.add_argument("--source", required=True, help="source photo: its face is cropped as the release's "
+                                                   "crop_image2.py does (256 px), then fitted to the model's size")
+    p.add_argument("--no-crop", action="store_true", help="use the source image as given (resized to the model's)")
+    p.add_argument("--face", type=int, default=None, help="which face of a photo with several (0 = leftmost)")
     p.add_argument("--audio", help="speech (wav/mp4/...) driving the mouth; muxed into the output")
     p.add_argument("--mouth", help="video driving the mouth")
     p.add_argument("--pose", help="video driving the head pose")
@@ -41,37 +44,66 @@ def _load_model(args, device):
     from pathlib import Path
 
     from edtalk import official
-    from edtalk.config import ModelConfig
-    from edtalk.model import EDTalk
-    from metrics.errors import InputError
+    from edtalk.trained import load_trained_model
 
     if args.checkpoint_dir:
         d = Path(args.checkpoint_dir)
         if args.lip_pose:
             return official.load_lip_pose_generator(d / official.OFFICIAL_FILES["lip_pose"], device)
         return official.load_generator(d / official.OFFICIAL_FILES["generator"], device)
-    path = Path(args.checkpoint)
-    if path.is_dir():
-        path = path / "model.pt"
-    ck = official.read_checkpoint(path)
-    if "model_config" not in ck or "model" not in ck:
-        raise InputError(f"{path} is not a model.pt from `edtalk train` (needs 'model_config' and 'model')")
-    model = EDTalk(ModelConfig(**ck["model_config"]))
-    official.check_state_dict(model, ck["model"], str(path))
-    model.load_state_dict(ck["model"])
-    return model.to(device).eval()
+    return load_trained_model(args.checkpoint, device)[0]
+
+
+def _audio_drivers(args, model, source, audio, n: int, device, frames) -> dict:
+    """The drivers speech gives: mouth frames (--mouth) or coefficients from Audio2Lip (--checkpoint-dir)
+    or Audio2Motion (--audio2motion), which also gives pose and expression unless frames are given."""
+    from pathlib import Path
+
+    import torch
+
+    from edtalk import official
+    from edtalk.animate import smooth_coefficients
+    from edtalk.audio_features import mel_windows, melspectrogram
+    from metrics.errors import UserError
+
+    if args.mouth:
+        return {"mouth": frames(args.mouth)}
+    kw: dict = {}
+    a2l_path = Path(args.checkpoint_dir or "") / official.OFFICIAL_FILES["audio2lip"]
+    if args.checkpoint_dir and a2l_path.is_file():
+        a2l = official.load_audio2lip(a2l_path, device)
+        windows = torch.from_numpy(mel_windows(melspectrogram(audio), n))[:, None]
+        with torch.no_grad():
+            mouth = torch.cat([a2l(windows[i:i + 256].to(device)) for i in range(0, n, 256)])
+        kw["mouth_coeffs"] = mouth if args.no_smooth else smooth_coefficients(mouth)
+    elif getattr(args, "audio2motion", None):
+        from edtalk.model.audio2motion import Audio2Motion, drive_from_audio
+
+        a2m = Audio2Motion.load(args.audio2motion, map_location=device).to(device).eval()
+        drive = drive_from_audio(model, source.to(device), audio, a2m=a2m,
+                                 pose_sampling=args.pose_sampling,
+                                 pose_frames=frames(args.pose) if args.pose else None,
+                                 temperature=args.pose_temperature, seed=args.pose_seed)
+        kw["mouth_coeffs"] = drive["mouth"] if args.no_smooth else smooth_coefficients(drive["mouth"])
+        if drive.get("pose") is not None and not args.pose:
+            kw["pose_coeffs"] = drive["pose"]
+        if drive.get("expression") is not None and not (args.expression or args.emotion):
+            kw["expression_coeffs"] = drive["expression"]
+    else:
+        raise UserError("--audio needs an audio-to-lip model: --checkpoint-dir with Audio2Lip.pt, or "
+                        "--audio2motion RUN/audio/audio2motion.pt")
+    return kw
 
 
 def run(args) -> int:
     from pathlib import Path
 
-    import torch
     from tqdm import tqdm
 
     from benchmarks import media
     from edtalk import official
-    from edtalk.animate import animate_chunks, from_uint8_frames, smooth_coefficients, to_uint8_frames
-    from edtalk.audio_features import mel_windows, melspectrogram
+    from edtalk.animate import animate_chunks
+    from edtalk.source_photo import load_source_image
     from metrics.errors import InputError, UserError
     from metrics.utils import resolve_device
 
@@ -81,10 +113,11 @@ def run(args) -> int:
     if not (args.audio or args.mouth or args.pose or args.expression or args.emotion):
         raise UserError("nothing drives the source: give --audio or --mouth (and optionally --pose, "
                         "--expression/--emotion)")
-    source = from_uint8_frames(media.read_image(args.source, size)[None])
+    source_image, _ = load_source_image(args.source, size, crop=not args.no_crop, face=args.face)
+    source = media.frames_to_tensor(source_image[None])
 
     def frames(path):
-        return from_uint8_frames(media.read_video(path, size=size).frames)
+        return media.frames_to_tensor(media.read_video(path, size=size).frames)
 
     kw: dict = {}
     audio = None
@@ -94,32 +127,7 @@ def run(args) -> int:
         if n < 1:
             raise InputError(f"{args.audio}: shorter than one 25 fps frame")
         audio = audio[: n * 640]
-        if args.mouth:
-            kw["mouth"] = frames(args.mouth)
-        else:
-            a2l_path = Path(args.checkpoint_dir or "") / official.OFFICIAL_FILES["audio2lip"]
-            if args.checkpoint_dir and a2l_path.is_file():
-                a2l = official.load_audio2lip(a2l_path, device)
-                windows = torch.from_numpy(mel_windows(melspectrogram(audio), n))[:, None]
-                with torch.no_grad():
-                    mouth = torch.cat([a2l(windows[i:i + 256].to(device)) for i in range(0, n, 256)])
-                kw["mouth_coeffs"] = mouth if args.no_smooth else smooth_coefficients(mouth)
-            elif getattr(args, "audio2motion", None):
-                from edtalk.model.audio2motion import Audio2Motion, drive_from_audio
-
-                a2m = Audio2Motion.load(args.audio2motion, map_location=device).to(device).eval()
-                drive = drive_from_audio(model, source.to(device), audio, a2m=a2m,
-                                         pose_sampling=args.pose_sampling,
-                                         pose_frames=frames(args.pose) if args.pose else None,
-                                         temperature=args.pose_temperature, seed=args.pose_seed)
-                kw["mouth_coeffs"] = drive["mouth"] if args.no_smooth else smooth_coefficients(drive["mouth"])
-                if drive.get("pose") is not None and not args.pose:
-                    kw["pose_coeffs"] = drive["pose"]
-                if drive.get("expression") is not None and not (args.expression or args.emotion):
-                    kw["expression_coeffs"] = drive["expression"]
-            else:
-                raise UserError("--audio needs an audio-to-lip model: --checkpoint-dir with Audio2Lip.pt, or "
-                                "--audio2motion RUN/audio/audio2motion.pt")
+        kw.update(_audio_drivers(args, model, source, audio, n, device, frames))
     elif args.mouth:
         kw["mouth"] = frames(args.mouth)
     if args.pose and "pose_coeffs" not in kw:
@@ -142,7 +150,7 @@ def run(args) -> int:
     with media.VideoWriter(out, fps=25, audio=audio) as writer, tqdm(total=n_frames, unit="frame",
                                                                       desc="animate") as bar:
         for batch in animate_chunks(model, source.to(device), batch_size=args.batch_size, **kw):
-            writer.write(to_uint8_frames(batch))
+            writer.write(media.tensor_to_frames(batch))
             bar.update(batch.shape[0])
     print(out)
     return 0

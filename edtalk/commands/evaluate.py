@@ -20,10 +20,14 @@ def register(subparsers) -> None:
 
 def run(args) -> int:
     from benchmarks.protocols.api import evaluate_protocol
+    from edtalk.method import score_run
 
-    res = evaluate_protocol(args.protocol, args.out, run_dir=args.run, videos=args.videos, data=args.data,
-                            metrics=args.metrics.split(",") if args.metrics else None, device=args.device,
-                            disentanglement=not args.no_disentanglement, lists=args.lists)
+    options = {"data": args.data, "metrics": args.metrics.split(",") if args.metrics else None,
+               "device": args.device, "disentanglement": not args.no_disentanglement, "lists": args.lists}
+    if args.run:
+        res = score_run(args.protocol, args.out, args.run, **options)
+    else:
+        res = evaluate_protocol(args.protocol, args.out, videos=args.videos, **options)
     for name, a in res["aggregates"].items():
         print(f"{name:>10}: {a['mean']:.4g}  [{a['ci_low']:.4g}, {a['ci_high']:.4g}]  n={a['n']}")
     print(args.out)

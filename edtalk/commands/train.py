@@ -30,9 +30,11 @@ def run(args) -> int:
         from edtalk.train.audio_stage import run_from_args
 
         return run_from_args(args)
+    from ablations.variants import resolve_config
     from edtalk.train.api import train_run
 
-    out = train_run(args.preset, args.variant, args.out, data_dir=args.data, seed=args.seed, stages=args.stage,
-                    resume=args.resume, device=args.device, evaluate=not args.no_eval)
+    cfg = resolve_config(args.preset, args.variant, args.seed)
+    out = train_run(cfg, args.out, data_dir=args.data, stages=args.stage, resume=args.resume, device=args.device,
+                    evaluate=not args.no_eval)
     print(f"run directory: {out}")
     return 0

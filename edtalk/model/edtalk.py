@@ -73,14 +73,3 @@ class EDTalk(Navigation):
             "eem": eem,
         }
         return groups
-
-    # -- inference ------------------------------------------------------------------------------
-    @torch.no_grad()
-    def animate(self, source: torch.Tensor, mouth: torch.Tensor | None = None, pose: torch.Tensor | None = None,
-                expression: torch.Tensor | None = None, mouth_coeffs: torch.Tensor | None = None,
-                expression_coeffs: torch.Tensor | None = None, batch_size: int = 8) -> torch.Tensor:
-        """Drive `source` (1,3,H,W) with per-factor drivers; see `edtalk.animate.animate`."""
-        from edtalk.animate import animate
-
-        return animate(self, source, mouth=mouth, pose=pose, expression=expression, mouth_coeffs=mouth_coeffs,
-                       expression_coeffs=expression_coeffs, batch_size=batch_size)

@@ -1,22 +1,14 @@
-"""`train_run`: the one call the CLI, nox and the ablation sweep use to train a variant."""
+"""`train_run`: the one call the CLI, nox and the ablation sweep use to train a config.
+
+They resolve a variant into its TrainConfig first (`ablations.variants.resolve_config`) and hand the
+typed config down; nothing below asks which variant it is.
+"""
 from __future__ import annotations
 
 from pathlib import Path
 
-from edtalk.train.config import STAGE_NAMES, TrainConfig, apply_overrides, train_preset
+from edtalk.train.config import STAGE_NAMES, TrainConfig
 from metrics.errors import InputError
-
-
-def resolve_config(preset: str, variant: str = "full", seed: int = 0, overrides: dict | None = None) -> TrainConfig:
-    """Preset + the variant's overrides (+ extra overrides) → the run's TrainConfig."""
-    # ablations is a higher layer; the variant table is read here, at the top of training, lazily.
-    from ablations.variants import get_variant
-
-    v = get_variant(variant)
-    cfg = apply_overrides(train_preset(preset), {**v.overrides, "seed": int(seed), "variant": v.name})
-    if overrides:
-        cfg = apply_overrides(cfg, overrides)
-    return cfg
 
 
 def parse_stages(stages) -> set[str] | None:
@@ -49,21 +41,19 @@ def load_pools(cfg: TrainConfig, data_dir):
         except InputError:
             test = None
         return train, test
-    from edtalk.config import model_preset
-
     try:
         full = FramePool.generate(cfg.data_identities, cfg.data_clips_per_identity, cfg.data_frames,
-                                  model_preset(cfg.preset).size, seed=cfg.seed)
+                                  cfg.model.size, seed=cfg.seed)
     except ImportError as exc:
         raise InputError(f"no --data given and the in-memory synthetic world is unavailable ({exc}); "
                          "generate one with `edtalk data synth --out DIR` and pass --data DIR") from exc
     return full.split("train"), full.split("test")
 
 
-def train_run(preset: str, variant: str, out_dir, data_dir=None, seed: int = 0, stages="all", *,
-              resume: bool = False, device=None, progress: bool = True, overrides: dict | None = None,
-              evaluate: bool = True, build=None, pools=None, adopt=None) -> Path:
-    """Train `variant` with `preset` into `out_dir` (created); returns the run directory.
+def train_run(cfg: TrainConfig, out_dir, data_dir=None, stages="all", *, resume: bool = False, device=None,
+              progress: bool = True, evaluate: bool = True, build=None, pools=None, adopt=None) -> Path:
+    """Train `cfg` (a variant resolved by `ablations.variants.resolve_config`) into `out_dir` (created);
+    returns the run directory.
 
     Re-calling with `resume=True` continues from `checkpoints/last.pt`; finished stages are skipped.
     With no `data_dir` a small synthetic world is generated in memory (size from the model preset).
@@ -74,7 +64,6 @@ def train_run(preset: str, variant: str, out_dir, data_dir=None, seed: int = 0, 
     """
     from edtalk.train.engine import Trainer
 
-    cfg = resolve_config(preset, variant, seed, overrides)
     only = parse_stages(stages)
     if cfg.joint_training and only is not None:
         raise InputError("the joint-training variant has a single stage; use --stage all")

@@ -1,18 +1,20 @@
 """Training configuration: losses, stages, the whole run, and the presets smoke|standard|paper.
 
 One source of defaults for the CLI, nox and the sweep. The ablation switches are plain fields:
-the model ones (orthogonal, mouth/pose/expression bank, eem) live in `model` (overrides applied to
-`edtalk.config.model_preset`), the training ones (`cross_reconstruction`, `feature_loss`,
-`joint_training`) live on `TrainConfig`. paper.md §2 is the source for every number marked [C]/[S1].
+the model ones (orthogonal, mouth/pose/expression bank, eem) live on `TrainConfig.model`, a typed
+`edtalk.config.ModelConfig`; the training ones (`cross_reconstruction`, `feature_loss`,
+`joint_training`) live on `TrainConfig`. Overrides (a variant's row, a test's tweak) become a config
+through `apply_overrides` alone, which checks them with `validate_overrides`: the one place the
+switches are validated. paper.md §2 is the source for every number marked [C]/[S1].
 """
 from __future__ import annotations
 
 import dataclasses
-import difflib
 from dataclasses import dataclass, field
 from typing import Any
 
-from metrics.errors import InputError
+from edtalk.config import FACTORS, ModelConfig, model_preset
+from metrics.errors import InputError, suggest
 
 STAGE_NAMES = ("autoencoder", "mouth_pose", "expression")  # stages 0, 1, 2
 
@@ -75,7 +77,7 @@ STAGE_TRAINABLE = {
 class TrainConfig:
     preset: str = "smoke"
     seed: int = 0
-    model: dict[str, Any] = field(default_factory=dict)  # overrides of edtalk.config.model_preset(preset)
+    model: ModelConfig = field(default_factory=lambda: model_preset("smoke"))
     losses: LossConfig = field(default_factory=LossConfig)
     stages: list[StageConfig] = field(default_factory=list)
     # Ablation switches handled by the trainer (model switches are in `model`).
@@ -113,6 +115,8 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
         d = dict(d)
+        if "model" in d:
+            d["model"] = ModelConfig(**d["model"])
         d["losses"] = LossConfig(**{**d.get("losses", {}),
                                     "perceptual_scales": tuple(d.get("losses", {}).get("perceptual_scales",
                                                                                        LossConfig.perceptual_scales))})
@@ -153,43 +157,101 @@ def train_preset(name: str) -> TrainConfig:
         # The mouth-region L1 (weight 5) is what makes the mouth follow its driver at 64 px: held-out
         # cross-driving, jaw vs the mouth driver 0.76 (per pair; 0.40 pooled) with it, 0.23 at weight 1
         # and -0.02 without, for 0.5 dB of whole-frame PSNR (25.8 vs 26.3 dB; copying the source: 22.9).
-        return TrainConfig(preset="smoke", stages=stages,
+        return TrainConfig(preset="smoke", model=model_preset("smoke"), stages=stages,
                            losses=LossConfig(perceptual_scales=(1.0, 0.5), perceptual_layers=1, mouth=5.0),
                            log_every=10, checkpoint_every=100, sample_every=200,
                            data_identities=18, data_clips_per_identity=3, data_frames=24)
     if name == "standard":
         # The smoke preset's mouth-region weight, carried over (the mouth is the same few percent of a
         # 128 px frame); not yet measured at this size.
-        return TrainConfig(preset="standard", stages=_stages((6000, 3000, 3000), (12, 4, 8)),
-                           losses=LossConfig(mouth=5.0),
+        return TrainConfig(preset="standard", model=model_preset("standard"),
+                           stages=_stages((6000, 3000, 3000), (12, 4, 8)), losses=LossConfig(mouth=5.0),
                            log_every=50, checkpoint_every=500, sample_every=1000,
                            data_identities=24, data_clips_per_identity=8, data_frames=50)
     if name == "paper":
         # Stage 0 and 2 iteration counts are unknown (paper.md §2.5); 4K is the paper's stage-1 count.
-        return TrainConfig(preset="paper", stages=_stages((100000, 4000, 20000), (12, 4, 4)),
+        return TrainConfig(preset="paper", model=model_preset("paper"),
+                           stages=_stages((100000, 4000, 20000), (12, 4, 4)),
                            flow_init="release", image_path_init="release",
                            log_every=100, checkpoint_every=3000, sample_every=3000)
-    raise InputError(f"unknown preset {name!r}{_suggest(name, PRESETS)}; choose one of {', '.join(PRESETS)}")
+    raise InputError(f"unknown preset {name!r}{suggest(name, PRESETS)}; choose one of {', '.join(PRESETS)}")
 
 
-def _suggest(name: str, names) -> str:
-    close = difflib.get_close_matches(name, list(names), n=1)
-    return f" (did you mean {close[0]!r}?)" if close else ""
-
-
-def apply_overrides(cfg: TrainConfig, overrides: dict[str, Any]) -> TrainConfig:
-    """Return a copy of `cfg` with `{"model": {...}, "losses": {...}, field: value}` applied."""
+def apply_overrides(cfg: TrainConfig, overrides: dict[str, Any], where: str = "overrides") -> TrainConfig:
+    """Return a copy of `cfg` with `{"model": {...}, "losses": {...}, field: value}` applied, after
+    `validate_overrides` has accepted them against `cfg`."""
+    validate_overrides(overrides, where, cfg)
     d = cfg.to_dict()
     for key, value in overrides.items():
-        if key == "model":
-            d["model"] = {**d["model"], **value}
-        elif key == "losses":
-            unknown = set(value) - set(d["losses"])
-            if unknown:
-                raise InputError(f"unknown loss fields {sorted(unknown)}")
-            d["losses"] = {**d["losses"], **value}
-        elif key in d:
-            d[key] = value
-        else:
-            raise InputError(f"unknown training config field {key!r}{_suggest(key, d)}")
+        d[key] = {**d[key], **value} if key in ("model", "losses") else value
     return TrainConfig.from_dict(d)
+
+
+_MODEL_SWITCHES = ("orthogonal", "eem", "expression")
+_TRAIN_SWITCHES = ("cross_reconstruction", "feature_loss", "joint_training")
+
+
+def validate_overrides(overrides: dict[str, Any], where: str = "overrides", base: TrainConfig | None = None) -> None:
+    """Refuse overrides the trainer would reject late or, worse, silently ignore; one InputError line.
+
+    Checked against `base` (default: the smoke preset; every preset has the same switches): field
+    names (with a suggestion), boolean switches given as booleans, model values (ModelConfig's own
+    checks, e.g. bank modes), and the combinations that make a switch meaningless:
+    - `eem` on while `expression_bank` is "off" (or set on explicitly with `expression: false`): the
+      EEM is driven by the expression direction, which is then zero;
+    - `orthogonal` set while no bank is "bases": only "bases" banks are orthonormalised;
+    - `cross_reconstruction` or `feature_loss` on while the mouth and pose banks are both "off": both
+      work on mouth/pose motion swapped between frames, and there is none;
+    - a loss switch turned on while its weight (`losses.cross` / `losses.feature`) is 0.
+    `feature_loss` without `cross_reconstruction` is valid (L_fea only needs the swapped frames'
+    coefficients) and is the `no-cross-reconstruction` variant.
+    """
+    base = base or TrainConfig()
+    if not isinstance(overrides, dict):
+        raise InputError(f"{where}: overrides must be a dict, got {type(overrides).__name__}")
+    model, losses = overrides.get("model", {}) or {}, overrides.get("losses", {}) or {}
+    for names, given, what in ((TrainConfig, overrides, "training config"), (ModelConfig, model, "model"),
+                               (LossConfig, losses, "loss")):
+        known = [f.name for f in dataclasses.fields(names)]
+        for key in given:
+            if key not in known:
+                raise InputError(f"{where}: unknown {what} field {key!r}{suggest(key, known, cutoff=0.4)}")
+    for key, value in [*((k, model[k]) for k in _MODEL_SWITCHES if k in model),
+                       *((k, overrides[k]) for k in _TRAIN_SWITCHES if k in overrides)]:
+        if not isinstance(value, bool):
+            raise InputError(f"{where}: {key} must be true or false, not {value!r} ({type(value).__name__}); "
+                             "a string such as 'false' would count as on")
+    try:
+        eff_model = dataclasses.replace(base.model, **model)
+    except InputError as exc:
+        raise InputError(f"{where}: {exc}") from None
+    _refuse_meaningless_switches(overrides, model, losses, eff_model, base, where)
+
+
+def _refuse_meaningless_switches(overrides, model, losses, eff_model: ModelConfig, base: TrainConfig, where) -> None:
+    eff = {k: overrides.get(k, getattr(base, k)) for k in _TRAIN_SWITCHES}
+    modes = {f: eff_model.bank_mode(f) for f in FACTORS}
+    touched = set(model) | set(overrides)
+    # expression=false (the lip/pose-only generator) switches EEM off by itself (ModelConfig.uses_eem);
+    # expression_bank='off' does not: EEM would then run on a zero direction.
+    if eff_model.eem and (eff_model.expression_bank == "off" and touched & {"eem", "expression_bank"}
+                          or not eff_model.expression and model.get("eem") is True):
+        off = "expression_bank='off'" if eff_model.expression_bank == "off" else "expression=false"
+        raise InputError(f"{where}: eem=true conflicts with {off}: the EEM is driven by the expression "
+                         "direction, which is zero without an expression bank; set eem=false as well")
+    if "orthogonal" in model and not any(m == "bases" for m in modes.values()):
+        banks = ", ".join(f"{f}_bank={modes[f]!r}" for f in FACTORS)
+        value = str(model["orthogonal"]).lower()
+        raise InputError(f"{where}: orthogonal={value} has no effect with {banks}: only 'bases' banks are "
+                         "orthonormalised; drop orthogonal or keep one bank as 'bases'")
+    on = [k for k in ("cross_reconstruction", "feature_loss") if eff[k]]
+    if modes["mouth"] == modes["pose"] == "off" and on:
+        verb = "conflict" if len(on) > 1 else "conflicts"
+        set_on, set_off = " and ".join(f"{k}=true" for k in on), " and ".join(f"{k}=false" for k in on)
+        raise InputError(f"{where}: {set_on} {verb} with mouth_bank='off' and pose_bank='off': these losses "
+                         "swap mouth and pose motion between frames and there is none; "
+                         f"set {set_off} or keep a mouth or pose bank")
+    for switch, weight in (("cross_reconstruction", "cross"), ("feature_loss", "feature")):
+        if overrides.get(switch) is True and weight in losses and not losses[weight]:
+            raise InputError(f"{where}: {switch}=true conflicts with losses.{weight}=0: the term would be "
+                             f"computed with weight 0; set {switch}=false or give losses.{weight} a weight")

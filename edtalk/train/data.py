@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, DistributedSampler
 
+from benchmarks.media import frames_to_tensor
 from edtalk.train.mouth_swap import mouth_box, swap_mouth
 from metrics.errors import InputError
 
@@ -80,11 +81,8 @@ class FramePool:
                  test_identities: int = 2) -> FramePool:
         """A small world in memory: the first `n_identities` train identities, then held-out ones."""
         from benchmarks.synthetic import generate_clip
+        from metrics.functional.emotion import EMOTIONS
 
-        try:
-            from benchmarks.datasets.common import EMOTIONS
-        except ImportError:
-            EMOTIONS = ("angry", "contempt", "disgusted", "fear", "happy", "neutral", "sad", "surprised")
         clips = []
         for ident in range(n_identities + test_identities):
             split = "train" if ident < n_identities else "test"
@@ -105,8 +103,8 @@ class FramePool:
 
 
 def to_tensor(frame: np.ndarray) -> torch.Tensor:
-    """uint8 HWC → float CHW in [-1,1] (the contract's frames_to_tensor for one frame)."""
-    return torch.from_numpy(np.ascontiguousarray(frame)).permute(2, 0, 1).float().div(127.5).sub(1.0)
+    """One uint8 HWC frame → float CHW in [-1, 1] (benchmarks.media.frames_to_tensor)."""
+    return frames_to_tensor(frame[None])[0]
 
 
 def mouth_mask(landmarks: np.ndarray, size: int) -> torch.Tensor:

@@ -16,18 +16,13 @@ nondeterminism.
 """
 from __future__ import annotations
 
-import csv
 import dataclasses
 import hashlib
-import io
 import json
 import math
-import os
-import random
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 from torch import nn
 
@@ -35,14 +30,13 @@ from edtalk.train import stages as S
 from edtalk.train.config import ALL_GROUPS, StageConfig, TrainConfig
 from edtalk.train.data import FramePool, PairDataset, ResumableDistributedSampler, epoch_length
 from edtalk.train.losses import PerceptualLoss, d_logistic
+from edtalk.train.model_init import build_models
+from edtalk.train.runtime import CsvLog, init_distributed, rng_state, save_grid, seed_everything, set_rng_state
 from metrics.errors import CheckpointMismatchError, InputError, UserError
 from metrics.utils import (
     atomic_torch_save,
-    atomic_write_bytes,
     atomic_write_json,
-    atomic_write_text,
     provenance,
-    resolve_device,
     safe_torch_load,
     sha256_file,
 )
@@ -52,135 +46,6 @@ CKPT_FORMAT = "edtalk-bench/train-checkpoint@1"
 
 class TrainingDiverged(UserError):
     """A loss became NaN/inf; the run stopped and kept its last good checkpoint."""
-
-
-# ---------------------------------------------------------------- distributed
-@dataclasses.dataclass
-class Dist:
-    rank: int = 0
-    world_size: int = 1
-    local_rank: int = 0
-
-    @property
-    def enabled(self) -> bool:
-        return self.world_size > 1
-
-    @property
-    def main(self) -> bool:
-        return self.rank == 0
-
-
-def init_distributed(device=None) -> tuple[Dist, torch.device]:
-    """torchrun sets RANK/WORLD_SIZE/LOCAL_RANK; gloo on CPU, nccl on CUDA."""
-    ws = int(os.environ.get("WORLD_SIZE", "1"))
-    if ws <= 1:
-        return Dist(), resolve_device(device)
-    import torch.distributed as dist
-
-    rank, local = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
-    base = resolve_device(device)
-    if base.type == "cuda":
-        dev = torch.device("cuda", local)
-        torch.cuda.set_device(dev)
-        backend = "nccl"
-    else:
-        dev, backend = base, "gloo"
-    if not dist.is_initialized():
-        dist.init_process_group(backend=backend)
-    return Dist(rank, ws, local), dev
-
-
-# ---------------------------------------------------------------- models
-def build_models(train_cfg: TrainConfig, size: int):
-    """The generator (EDTalk) and the StyleGAN2 discriminator for this config and frame size."""
-    from edtalk.config import model_preset
-    from edtalk.model import EDTalk
-
-    base = model_preset(train_cfg.preset)
-    fields = {f.name for f in dataclasses.fields(base)}
-    unknown = set(train_cfg.model) - fields
-    if unknown:
-        raise InputError(f"unknown model config fields {sorted(unknown)}; known: {sorted(fields)}")
-    mcfg = dataclasses.replace(base, **{**train_cfg.model, "size": size})
-    model = EDTalk(mcfg)
-    identity_eem_init(model)
-    if train_cfg.flow_init not in ("identity", "release"):
-        raise InputError(f"flow_init must be 'identity' or 'release', not {train_cfg.flow_init!r}")
-    if train_cfg.image_path_init not in ("copy", "release"):
-        raise InputError(f"image_path_init must be 'copy' or 'release', not {train_cfg.image_path_init!r}")
-    if train_cfg.flow_init == "identity":
-        identity_flow_init(model)
-    if train_cfg.image_path_init == "copy":
-        copy_source_init(model)
-    disc = build_discriminator(mcfg)
-    return model, disc, mcfg
-
-
-def identity_eem_init(model: nn.Module) -> None:
-    """Start training from scratch with every EEM block an identity (output scale 1+γ = 0, shift β = 0).
-
-    EEM adds `AdaIN(conv(x), e)` to the source features; with default initialisation that residual
-    is unit-variance noise, which stages 0–1 never train (EEM joins in stage 2) and which ruins every
-    expression-driven output until stage 2 has undone it (measured: held-out PSNR 13.5 dB with the
-    random EEM vs 23.9 dB without it after 300 stage-0 steps). Zero-initialised residual branches
-    are standard practice; gradients reach γ and β at once. Loaded checkpoints are unaffected.
-    """
-    from edtalk.model.generator import ExpressionEnhancement
-
-    with torch.no_grad():
-        for block in model.modules():
-            if isinstance(block, ExpressionEnhancement):
-                block.norm2.mlp_gamma.weight.zero_()
-                block.norm2.mlp_gamma.bias.fill_(-1.0)
-                block.norm2.mlp_beta.weight.zero_()
-                block.norm2.mlp_beta.bias.zero_()
-
-
-def identity_flow_init(model: nn.Module) -> None:
-    """Zero the flow heads' modulated conv weights: flows start as the identity warp, masks at 0.5.
-
-    With LIA's random init the warps are random for the first hundreds of steps and tear the face
-    (seen in the smoke samples); starting from the identity the decoder first learns to copy the
-    source, then to move it. Gradients still reach the weights (they are linear in them)."""
-    from edtalk.model.generator import ToFlow
-
-    with torch.no_grad():
-        for head in model.modules():
-            if isinstance(head, ToFlow):
-                head.conv.weight.zero_()
-
-
-def copy_source_init(model: nn.Module) -> None:
-    """Start the finest image path as a copy of the source: output = source at step 0.
-
-    The decoder's RGB is a sum over scales of to_rgb(warped source feature). From LIA's random init
-    the coarse scales win the race and a from-scratch model stays blurred for thousands of steps
-    (on the smoke world even a pure autoencoder was a blur after 300 steps). Here three channels of
-    the encoder's full-resolution feature carry the image, √2·(x+1) (positive, so the leaky ReLU is
-    linear on it), the finest to_rgb maps them back (mask 0.5 at init, bias −1), and the coarser
-    to_rgb weights start at 0; all of it trains. With `flow_init="identity"` the untrained model
-    therefore copies the source exactly (needs `flow_grid="pixel-centres"`), and training learns
-    the motion as warps of a sharp image. Loaded checkpoints are unaffected."""
-    enc_conv, enc_act = model.enc.net_app.convs[0][0], model.enc.net_app.convs[0][1]
-    rgbs = model.dec.to_rgbs
-    eye = torch.eye(3)
-    with torch.no_grad():
-        enc_conv.weight[:3].zero_()
-        enc_conv.weight[:3, :, 0, 0] = eye / enc_conv.scale
-        enc_act.bias[0, :3] = 1.0
-        for rgb in rgbs[:-1]:
-            rgb.conv[0].weight.zero_()
-        fine = rgbs[-1]
-        fine.conv[0].weight.zero_()
-        fine.conv[0].weight[:, :3, 0, 0] = eye / fine.conv[0].scale
-        fine.conv[1].bias.zero_()
-        fine.bias.fill_(-1.0)
-
-
-def build_discriminator(mcfg):
-    from edtalk.model.discriminator import Discriminator
-
-    return Discriminator(mcfg)
 
 
 def stage_plan(cfg: TrainConfig) -> list[StageConfig]:
@@ -208,71 +73,6 @@ def param_checksum(module: nn.Module) -> str:
         h.update(k.encode())
         h.update(v.detach().cpu().contiguous().numpy().tobytes())
     return h.hexdigest()[:16]
-
-
-# ---------------------------------------------------------------- rng
-def rng_state() -> dict:
-    """All RNG states, as tensors/ints only so checkpoints load with torch.load(weights_only=True)."""
-    kind, key, pos, has_gauss, gauss = np.random.get_state()
-    st = {"python": random.getstate(), "numpy": [kind, torch.from_numpy(key.astype(np.int64)), pos, has_gauss, gauss],
-          "torch": torch.get_rng_state()}
-    if torch.cuda.is_available():
-        st["cuda"] = torch.cuda.get_rng_state_all()
-    return st
-
-
-def set_rng_state(st: dict) -> None:
-    random.setstate(tuple(st["python"][:1]) + (tuple(st["python"][1]),) + tuple(st["python"][2:]))
-    kind, key, pos, has_gauss, gauss = st["numpy"]
-    np.random.set_state((kind, key.numpy().astype(np.uint32), pos, has_gauss, gauss))
-    torch.set_rng_state(st["torch"])
-    if "cuda" in st and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(st["cuda"])
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
-
-
-# ---------------------------------------------------------------- logging
-class CsvLog:
-    """Plain CSV loss log per stage; on resume rows past the checkpoint are dropped so the log
-    equals an uninterrupted run's."""
-
-    def __init__(self, path: Path, keep_until: int | None):
-        self.path = path
-        self.header: list[str] | None = None
-        if path.exists():
-            with open(path, newline="") as f:
-                rows = list(csv.reader(f))
-            if rows:
-                self.header = rows[0]
-                kept = [r for r in rows[1:] if keep_until is not None and int(r[0]) <= keep_until]
-                buf = io.StringIO()
-                csv.writer(buf).writerows([self.header, *kept])
-                atomic_write_text(path, buf.getvalue())
-
-    def write(self, step: int, values: dict[str, float]) -> None:
-        if self.header is None:
-            self.header = ["step", *values]
-            with open(self.path, "w", newline="") as f:
-                csv.writer(f).writerow(self.header)
-        with open(self.path, "a", newline="") as f:
-            csv.writer(f).writerow([step, *(f"{values.get(k, float('nan')):.6g}" for k in self.header[1:])])
-
-
-def save_grid(path: Path, images: list[torch.Tensor], max_rows: int = 4) -> None:
-    from PIL import Image
-
-    cols = [img[:max_rows].detach().float().cpu().clamp(-1, 1) for img in images]
-    rows = torch.cat(cols, dim=3)  # B,3,H,W*columns
-    grid = torch.cat(list(rows), dim=1)  # 3,H*B,W*columns
-    arr = ((grid + 1) * 127.5).round().byte().permute(1, 2, 0).numpy()
-    buf = io.BytesIO()
-    Image.fromarray(arr).save(buf, format="PNG")
-    atomic_write_bytes(path, buf.getvalue())
 
 
 # ---------------------------------------------------------------- the generator step as a module
@@ -464,33 +264,17 @@ class Trainer:
                                                    "skipped": "no trainable parameters"}
             return
         opt_g, opt_d = self._optimisers(params_g, scfg.lr, scfg.adam_beta1)
-        lr_g, lr_d = opt_g.param_groups[0]["lr"], opt_d.param_groups[0]["lr"]
+        base_lrs = opt_g.param_groups[0]["lr"], opt_d.param_groups[0]["lr"]
         if self._resume is not None:
             if self._resume[0] is not None:
                 opt_g.load_state_dict(self._resume[0])
                 opt_d.load_state_dict(self._resume[1])
             set_rng_state(self._resume[2])
             self._resume = None
-        gstep = _GeneratorStep(self.model)
-        gstep.stage = stage
-        if self.dist.enabled:
-            from torch.nn.parallel import DistributedDataParallel as DDP
-
-            dev_ids = [self.device.index] if self.device.type == "cuda" else None
-            gnet = DDP(gstep, device_ids=dev_ids, find_unused_parameters=True)
-            dnet = DDP(self.disc, device_ids=dev_ids)
-        else:
-            gnet, dnet = gstep, self.disc
+        gnet, dnet = self._networks(stage)
         ds, sampler = self._loader(stage, scfg)
         batches = self._batches(ds, sampler, scfg.batch_size)
-        logs = (self.run_dir / "logs")
-        log = tb = None
-        if self.dist.main:
-            logs.mkdir(parents=True, exist_ok=True)
-            log = CsvLog(logs / f"{scfg.name}.csv", keep_until=self.state["step"])
-            from torch.utils.tensorboard import SummaryWriter
-
-            tb = SummaryWriter(str(self.run_dir / "tb"), purge_step=self.state["global_step"])
+        log, tb = self._open_logs(scfg)
         timing = self.state["stage_time"].setdefault(scfg.name, {"seconds": 0.0, "iterations": 0})
         bar = tqdm(total=scfg.iterations, initial=self.state["step"], desc=f"stage {idx} {scfg.name}",
                    disable=not self.progress, dynamic_ncols=True)
@@ -502,50 +286,14 @@ class Trainer:
                 if self.stop_after is not None and self.state["global_step"] >= self.stop_after:
                     raise KeyboardInterrupt  # simulated kill (tests)
                 t0 = time.perf_counter()
-                batch = next(batches)
-                # --- generator
-                self.disc.requires_grad_(False)
-                terms, real, fake, grid = gnet(batch, self.disc if use_d else None)
-                total = sum(terms.values())
-                self._check_finite(scfg, terms, total)
-                opt_g.zero_grad(set_to_none=True)
-                total.backward()
-                scale = lr_factor(scfg, self.state["step"])
-                for opt, base in ((opt_g, lr_g), (opt_d, lr_d)):
-                    for group in opt.param_groups:
-                        group["lr"] = base * scale
-                opt_g.step()
-                values = {k: float(v.detach()) for k, v in terms.items()}
-                values["total"] = float(total.detach())
-                # --- discriminator (non-saturating logistic, on real vs the stage's fakes)
-                if use_d:
-                    self.disc.requires_grad_(True)
-                    n = real.shape[0]
-                    logits = dnet(torch.cat([real, fake.detach()]))
-                    d_loss = d_logistic(logits[:n], logits[n:])
-                    self._check_finite(scfg, {"d_loss": d_loss}, d_loss)
-                    opt_d.zero_grad(set_to_none=True)
-                    d_loss.backward()
-                    opt_d.step()
-                    values["d_loss"] = float(d_loss.detach())
+                values, grid = self._step(next(batches), gnet, dnet, (opt_g, opt_d), base_lrs, scfg, use_d)
                 self.state["step"] += 1
                 self.state["global_step"] += 1
                 self.state["last_losses"] = values
                 timing["seconds"] += time.perf_counter() - t0
                 timing["iterations"] += 1
-                step = self.state["step"]
                 bar.update(1)
-                if self.progress:
-                    shown = ("total", "rec_l1", "rec_mouth", "d_loss", "cross_l1")
-                    bar.set_postfix({k: f"{v:.3g}" for k, v in values.items() if k in shown})
-                if self.dist.main and (step % self.cfg.log_every == 0 or step == scfg.iterations):
-                    log.write(step, values)
-                    for k, v in values.items():
-                        tb.add_scalar(f"{scfg.name}/{k}", v, self.state["global_step"])
-                if self.dist.main and (step % self.cfg.sample_every == 0 or step == scfg.iterations):
-                    save_grid(self.run_dir / "samples" / f"{scfg.name}_{step:06d}.png", grid)
-                if step % self.cfg.checkpoint_every == 0 and step < scfg.iterations:
-                    self.save(opt_g, opt_d)
+                self._record_step(scfg, values, grid, bar, log, tb, opt_g, opt_d)
             self.state["completed"].append(scfg.name)
             self.state["stage_index"] = idx + 1
             self.state["step"] = self.state["epoch"] = self.state["position"] = 0
@@ -555,6 +303,71 @@ class Trainer:
             bar.close()
             if tb is not None:
                 tb.close()
+
+    def _networks(self, stage: S.Stage):
+        """(generator step, discriminator), wrapped in DDP under torchrun."""
+        gstep = _GeneratorStep(self.model)
+        gstep.stage = stage
+        if not self.dist.enabled:
+            return gstep, self.disc
+        from torch.nn.parallel import DistributedDataParallel as DDP
+
+        dev_ids = [self.device.index] if self.device.type == "cuda" else None
+        return DDP(gstep, device_ids=dev_ids, find_unused_parameters=True), DDP(self.disc, device_ids=dev_ids)
+
+    def _open_logs(self, scfg: StageConfig):
+        """(CSV log, TensorBoard writer) of the stage on the main rank; (None, None) elsewhere."""
+        if not self.dist.main:
+            return None, None
+        logs = self.run_dir / "logs"
+        logs.mkdir(parents=True, exist_ok=True)
+        log = CsvLog(logs / f"{scfg.name}.csv", keep_until=self.state["step"])
+        from torch.utils.tensorboard import SummaryWriter
+
+        return log, SummaryWriter(str(self.run_dir / "tb"), purge_step=self.state["global_step"])
+
+    def _step(self, batch, gnet, dnet, opts, base_lrs, scfg: StageConfig, use_d: bool):
+        """One generator step, then one discriminator step when the stage uses D; (loss values, sample grid)."""
+        opt_g, opt_d = opts
+        self.disc.requires_grad_(False)
+        terms, real, fake, grid = gnet(batch, self.disc if use_d else None)
+        total = sum(terms.values())
+        self._check_finite(scfg, terms, total)
+        opt_g.zero_grad(set_to_none=True)
+        total.backward()
+        scale = lr_factor(scfg, self.state["step"])
+        for opt, base in zip(opts, base_lrs, strict=True):
+            for group in opt.param_groups:
+                group["lr"] = base * scale
+        opt_g.step()
+        values = {k: float(v.detach()) for k, v in terms.items()}
+        values["total"] = float(total.detach())
+        if use_d:  # non-saturating logistic, on real vs the stage's fakes
+            self.disc.requires_grad_(True)
+            n = real.shape[0]
+            logits = dnet(torch.cat([real, fake.detach()]))
+            d_loss = d_logistic(logits[:n], logits[n:])
+            self._check_finite(scfg, {"d_loss": d_loss}, d_loss)
+            opt_d.zero_grad(set_to_none=True)
+            d_loss.backward()
+            opt_d.step()
+            values["d_loss"] = float(d_loss.detach())
+        return values, grid
+
+    def _record_step(self, scfg: StageConfig, values, grid, bar, log, tb, opt_g, opt_d) -> None:
+        """Progress bar, logs, sample grids and the periodic checkpoint after a step."""
+        step = self.state["step"]
+        if self.progress:
+            shown = ("total", "rec_l1", "rec_mouth", "d_loss", "cross_l1")
+            bar.set_postfix({k: f"{v:.3g}" for k, v in values.items() if k in shown})
+        if self.dist.main and (step % self.cfg.log_every == 0 or step == scfg.iterations):
+            log.write(step, values)
+            for k, v in values.items():
+                tb.add_scalar(f"{scfg.name}/{k}", v, self.state["global_step"])
+        if self.dist.main and (step % self.cfg.sample_every == 0 or step == scfg.iterations):
+            save_grid(self.run_dir / "samples" / f"{scfg.name}_{step:06d}.png", grid)
+        if step % self.cfg.checkpoint_every == 0 and step < scfg.iterations:
+            self.save(opt_g, opt_d)
 
     def _check_finite(self, scfg, terms, total):
         bad = not bool(torch.isfinite(total.detach()))

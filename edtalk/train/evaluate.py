@@ -20,24 +20,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from edtalk.train.data import FramePool, to_tensor
+from benchmarks.media import frames_to_tensor, tensor_to_frames
+from edtalk.train.data import FramePool
 from edtalk.train.stages import drive
+from metrics.functional.image import psnr_per_frame
 from metrics.utils import atomic_write_json
 
 
-def _to_uint8(x: torch.Tensor) -> np.ndarray:
-    return ((x.clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1).cpu().numpy()
-
-
-def psnr_uint8(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Per-frame PSNR (dB) of uint8 (N,H,W,3) arrays."""
-    mse = ((a.astype(np.float64) - b.astype(np.float64)) ** 2).reshape(len(a), -1).mean(1)
-    return 10 * np.log10(255.0 ** 2 / np.maximum(mse, 1e-10))
-
-
 @torch.no_grad()
-def _drive_frames(model, source: np.ndarray, mouth_frames, pose_frames, exp_frames, device, batch=16,
-                  noise_seed: int = 0):
+def drive_frames(model, source: np.ndarray, mouth_frames, pose_frames, exp_frames, device, batch=16,
+                 noise_seed: int = 0):
     """Generated uint8 frames. The decoder's noise inputs (StyleGAN noise injection) are drawn from a
     fixed seed under a forked RNG, so the same inputs give the same frames whatever ran before — a
     resumed evaluation equals an uninterrupted one — and the caller's RNG stream is left untouched."""
@@ -48,11 +40,11 @@ def _drive_frames(model, source: np.ndarray, mouth_frames, pose_frames, exp_fram
 
 
 def _drive_frames_seeded(model, source, mouth_frames, pose_frames, exp_frames, device, batch):
-    src1 = to_tensor(source)[None].to(device)
+    src1 = frames_to_tensor(source[None]).to(device)
     outs = []
     for i in range(0, len(mouth_frames), batch):
         def coeffs(frames, i=i):
-            x = torch.stack([to_tensor(f) for f in frames[i:i + batch]]).to(device)
+            x = frames_to_tensor(np.asarray(frames[i:i + batch])).to(device)
             return model.coefficients(model.encode(x)[0])
 
         cm, cp, ce = coeffs(mouth_frames), coeffs(pose_frames), coeffs(exp_frames)
@@ -60,7 +52,7 @@ def _drive_frames_seeded(model, source, mouth_frames, pose_frames, exp_frames, d
         # The source is encoded at batch size n (simplest for any form of skip features).
         lat_s, feats = model.encode(src1.expand(n, -1, -1, -1))
         c = {"mouth": cm["mouth"], "pose": cp["pose"], "expression": ce.get("expression")}
-        outs.append(_to_uint8(drive(model, lat_s, feats, c, use_expression=True)))
+        outs.append(tensor_to_frames(drive(model, lat_s, feats, c, use_expression=True)))
     return np.concatenate(outs)
 
 
@@ -103,9 +95,9 @@ def evaluate_run(model, train_pool: FramePool, test_pool: FramePool, out_dir=Non
             # The source frame itself is not a target: copying it scores 148 dB, which inflated the
             # copy baseline by 0.3 dB on the smoke world.
             frames = test_pool.clips[k].frames[1 if k == src_clip else 0:max_frames]
-            out = _drive_frames(model, source, frames, frames, frames, device)
-            rec.append(psnr_uint8(out, frames))
-            copy.append(psnr_uint8(np.repeat(source[None], len(frames), 0), frames))
+            out = drive_frames(model, source, frames, frames, frames, device)
+            rec.append(psnr_per_frame(out, frames))
+            copy.append(psnr_per_frame(np.repeat(source[None], len(frames), 0), frames))
     rec, copy = np.concatenate(rec), np.concatenate(copy)
     res["reconstruction"] = {"psnr_model_db": float(rec.mean()), "psnr_copy_source_db": float(copy.mean()),
                              "n_frames": int(len(rec))}
@@ -126,7 +118,7 @@ def evaluate_run(model, train_pool: FramePool, test_pool: FramePool, out_dir=Non
             a, b = clips[i], clips[(i + 1) % len(clips)]
             src_clip = clips[test_pool.neutral[clips[(i + 2) % len(clips)].identity][0]]
             n = min(len(a.frames), len(b.frames), max_frames)
-            out = _drive_frames(model, src_clip.frames[0], a.frames[:n], b.frames[:n],
+            out = drive_frames(model, src_clip.frames[0], a.frames[:n], b.frames[:n],
                                src_clip.frames[:1].repeat(n, 0), device)
             p = probe(_grey(out))
             pooled["probe"].append(p)

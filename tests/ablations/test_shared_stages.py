@@ -14,9 +14,12 @@ from torch.utils.data import default_collate
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "edtalk"))
 from train_fakes import tiny_pool  # noqa: E402
 
-from ablations.variants import VARIANTS  # noqa: E402
+from ablations.variants import (
+    VARIANTS,  # noqa: E402
+    resolve_config,  # noqa: E402
+)
 from edtalk.train import stages as S  # noqa: E402
-from edtalk.train.api import resolve_config, train_run  # noqa: E402
+from edtalk.train.api import train_run  # noqa: E402
 from edtalk.train.config import STAGE_NAMES  # noqa: E402
 from edtalk.train.data import PairDataset  # noqa: E402
 from edtalk.train.engine import build_models  # noqa: E402
@@ -101,11 +104,11 @@ def _tiny(iters=2):
 def test_adopted_run_starts_from_the_parents_checkpoint_and_trains_only_the_rest(tmp_path):
     pools = (tiny_pool(size=SIZE), None)
     build = lambda cfg, size: build_models(cfg, SIZE)  # noqa: E731
-    full = train_run("smoke", "full", tmp_path / "full", seed=3, progress=False, overrides=_tiny(), pools=pools,
+    full = train_run(resolve_config("smoke", "full", 3, _tiny()), tmp_path / "full", progress=False, pools=pools,
                      build=build, evaluate=False)
     ckpt = full / "checkpoints" / "mouth_pose.pt"
     parent = torch.load(ckpt, weights_only=True)["model"]
-    run = train_run("smoke", "no-eem", tmp_path / "no-eem", seed=3, progress=False, overrides=_tiny(), pools=pools,
+    run = train_run(resolve_config("smoke", "no-eem", 3, _tiny()), tmp_path / "no-eem", progress=False, pools=pools,
                     build=build, evaluate=False, adopt=(ckpt, ("autoencoder", "mouth_pose")))
     shared = json.loads((run / "config.json").read_text())["shared_stages"]
     assert shared["stages"] == ["autoencoder", "mouth_pose"] and len(shared["sha256"]) == 64
@@ -121,7 +124,7 @@ def test_adopted_run_starts_from_the_parents_checkpoint_and_trains_only_the_rest
             assert torch.equal(v, parent[k]), k
     # a checkpoint that did not finish the stages it should stand in for is refused
     with pytest.raises(CheckpointMismatchError, match="completed stages"):
-        train_run("smoke", "no-eem", tmp_path / "bad", seed=3, progress=False, overrides=_tiny(), pools=pools,
+        train_run(resolve_config("smoke", "no-eem", 3, _tiny()), tmp_path / "bad", progress=False, pools=pools,
                   build=build, evaluate=False, adopt=(full / "checkpoints" / "autoencoder.pt",
                                                       ("autoencoder", "mouth_pose")))
 
@@ -130,10 +133,10 @@ def test_adopting_refuses_a_parent_without_the_shared_tensors(tmp_path):
     pools = (tiny_pool(size=SIZE), None)
     build = lambda cfg, size: build_models(cfg, SIZE)  # noqa: E731
     # a no-banks run's mouth/pose heads have other shapes than full's: it cannot stand in for full's stage 0
-    nb = train_run("smoke", "no-banks", tmp_path / "nb", seed=3, progress=False,
-                   overrides={**_tiny(), "stages": _tiny()["stages"][:1] + _tiny()["stages"][1:]}, pools=pools,
-                   build=build, evaluate=False)
+    nb_cfg = resolve_config("smoke", "no-banks", 3,
+                            {**_tiny(), "stages": _tiny()["stages"][:1] + _tiny()["stages"][1:]})
+    nb = train_run(nb_cfg, tmp_path / "nb", progress=False, pools=pools, build=build, evaluate=False)
     with pytest.raises(CheckpointMismatchError, match="lacks"):
-        train_run("smoke", "no-cross-reconstruction", tmp_path / "x", seed=3, progress=False, overrides=_tiny(),
+        train_run(resolve_config("smoke", "no-cross-reconstruction", 3, _tiny()), tmp_path / "x", progress=False,
                   pools=pools, build=build, evaluate=False,
                   adopt=(nb / "checkpoints" / "autoencoder.pt", ("autoencoder",)))

@@ -15,7 +15,8 @@ def fake_world(tmp_path, monkeypatch):
     calls = {"train": [], "evaluate": [], "adopt": {}}
     boom = {"variant": None, "interrupt": None}
 
-    def train_run(preset, variant, run_dir, data_dir=None, seed=0, resume=False, progress=True, adopt=None):
+    def train_run(cfg, run_dir, data_dir=None, resume=False, progress=True, adopt=None):
+        variant, seed = cfg.variant, cfg.seed
         calls["train"].append((variant, seed, resume))
         calls["adopt"][(variant, seed)] = adopt
         if boom["interrupt"] == variant:
@@ -30,7 +31,7 @@ def fake_world(tmp_path, monkeypatch):
         (run_dir / "model.pt").write_bytes(b"model")
         (run_dir / "eval.json").write_text("{}")  # the real train_run's held-out check, written last
 
-    def evaluate_protocol(protocol, out, run_dir=None, data=None, progress=True):
+    def score_run(protocol, out, run_dir, data=None, progress=True):
         from benchmarks.protocols.engine import Case, evaluate
 
         calls["evaluate"].append(str(run_dir))
@@ -44,7 +45,7 @@ def fake_world(tmp_path, monkeypatch):
         return variant
 
     monkeypatch.setattr("edtalk.train.api.train_run", train_run)
-    monkeypatch.setattr("benchmarks.protocols.api.evaluate_protocol", evaluate_protocol)
+    monkeypatch.setattr("edtalk.method.score_run", score_run)
     monkeypatch.setattr("benchmarks.evaluators.load_evaluators",
                         lambda data, progress=False: type("E", (), {"validation": {"ok": 1}, "meta": {}})())
     data = tmp_path / "world"

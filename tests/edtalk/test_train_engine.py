@@ -15,7 +15,7 @@ import pytest
 import torch
 from train_fakes import fake_build, tiny_pool
 
-from edtalk.train.api import resolve_config
+from ablations.variants import resolve_config
 from edtalk.train.config import apply_overrides
 from edtalk.train.engine import Trainer, TrainingDiverged, param_checksum
 from metrics.errors import CheckpointMismatchError, UserError
@@ -248,7 +248,8 @@ def test_train_run_api_writes_eval(tmp_path):
                        (("autoencoder", ("encoder", "decoder")), ("mouth_pose", ("mouth_head", "pose_head")),
                         ("expression", ("expression_head", "eem")))],
             "losses": {"perceptual": 0.0}, "log_every": 1, "checkpoint_every": 10, "sample_every": 10}
-    out = train_run("smoke", "no-eem", tmp_path / "run", seed=1, progress=False, overrides=tiny, build=fake_build,
+    no_eem = resolve_config("smoke", "no-eem", 1, tiny)
+    out = train_run(no_eem, tmp_path / "run", progress=False, build=fake_build,
                     pools=(tiny_pool(), tiny_pool(identities=2, seed=9, split="test")))
     ev = json.loads((out / "eval.json").read_text())
     # 24 frames less each identity's source frame (not a target: copying it would score 148 dB).
@@ -258,5 +259,4 @@ def test_train_run_api_writes_eval(tmp_path):
     cfg = json.loads((out / "config.json").read_text())
     assert cfg["variant"] == "no-eem" and cfg["model"]["eem"] is False
     # Only stage 1 again on a finished run: nothing left to do, returns the same directory.
-    assert train_run("smoke", "no-eem", out, seed=1, stages=1, progress=False, overrides=tiny, build=fake_build,
-                     pools=(tiny_pool(), None)) == out
+    assert train_run(no_eem, out, stages=1, progress=False, build=fake_build, pools=(tiny_pool(), None)) == out

@@ -3,8 +3,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from ablations.variants import resolve_config
 from edtalk.model.ops import _fir_separable, _FIRConv, _separable_factors, make_kernel, upfirdn2d
-from edtalk.train.api import resolve_config
 from edtalk.train.engine import build_models
 
 
@@ -116,7 +116,7 @@ def test_generated_frames_do_not_depend_on_the_rng_state():
     import numpy as np
 
     from edtalk.train.engine import build_models
-    from edtalk.train.evaluate import _drive_frames
+    from edtalk.train.evaluate import drive_frames
 
     cfg = resolve_config("smoke", "full", 0, {"flow_init": "release"})
     torch.manual_seed(0)
@@ -126,10 +126,10 @@ def test_generated_frames_do_not_depend_on_the_rng_state():
     for m in noises:  # trained noise weights are non-zero; make the noise visible in the output
         m.weight.data.fill_(0.5)
     f = np.random.default_rng(0).integers(0, 255, (5, 16, 16, 3), dtype=np.uint8)
-    first = _drive_frames(model, f[0], f, f, f, "cpu")
+    first = drive_frames(model, f[0], f, f, f, "cpu")
     torch.manual_seed(123)
     torch.randn(10)
     state = torch.get_rng_state()
-    assert np.array_equal(first, _drive_frames(model, f[0], f, f, f, "cpu"))
+    assert np.array_equal(first, drive_frames(model, f[0], f, f, f, "cpu"))
     assert torch.equal(state, torch.get_rng_state())
-    assert not np.array_equal(first, _drive_frames(model, f[0], f, f, f, "cpu", noise_seed=1))  # noise matters
+    assert not np.array_equal(first, drive_frames(model, f[0], f, f, f, "cpu", noise_seed=1))  # noise matters

@@ -1,14 +1,17 @@
 """Trainer parts without a model: mouth swap, losses, presets/variants, data sampling, CLI errors."""
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
 from train_fakes import draw_face, tiny_pool
 
-from ablations.variants import VARIANTS, get_variant
+from ablations.variants import VARIANTS, get_variant, resolve_config
+from edtalk.config import model_preset
 from edtalk.train import losses as L
-from edtalk.train.api import parse_stages, resolve_config
+from edtalk.train.api import parse_stages
 from edtalk.train.config import TrainConfig, apply_overrides, train_preset
 from edtalk.train.data import FramePool, PairDataset, PoolClip, ResumableDistributedSampler
 from edtalk.train.mouth_swap import mouth_box, similarity_transform, swap_mouth, three_points
@@ -116,14 +119,15 @@ def test_config_roundtrip_and_unknown_field():
     assert TrainConfig.from_dict(cfg.to_dict()) == cfg
     with pytest.raises(InputError, match="did you mean 'feature_loss'"):
         apply_overrides(cfg, {"feature_los": False})
-    with pytest.raises(InputError, match="unknown loss fields"):
+    with pytest.raises(InputError, match="unknown loss field 'vgg'"):
         apply_overrides(cfg, {"losses": {"vgg": 1.0}})
 
 
 def test_variant_table():
     assert set(VARIANTS) == {"full", "no-orthogonality", "no-mouth-bank", "no-pose-bank", "no-expression-bank",
                              "no-banks", "no-eem", "no-cross-reconstruction", "no-feature-loss", "joint-training"}
-    assert resolve_config("smoke", "no-orthogonality").model == {"orthogonal": False}
+    assert resolve_config("smoke", "no-orthogonality").model == dataclasses.replace(model_preset("smoke"),
+                                                                                    orthogonal=False)
     assert resolve_config("smoke", "no-cross-reconstruction").cross_reconstruction is False
     assert resolve_config("smoke", "joint-training").joint_training is True
     assert get_variant("no-banks").paper["psnr"] == 20.302 and get_variant("no-eem").paper["acc_emo"] == 49.37

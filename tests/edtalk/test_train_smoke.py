@@ -9,6 +9,7 @@ import pytest
 
 @pytest.mark.slow
 def test_smoke_full_end_to_end(tmp_path):
+    from ablations.variants import resolve_config
     from benchmarks.synthetic.writer import synthesize_world
     from edtalk.train.api import train_run
 
@@ -16,7 +17,7 @@ def test_smoke_full_end_to_end(tmp_path):
     # small in-memory default world (24-frame clips) is too little data: there the model stays 0.4 dB
     # below copying the source on held-out faces (24.19 vs 24.60 dB, measured).
     world = synthesize_world(tmp_path / "world", "smoke", seed=0)
-    out = train_run("smoke", "full", tmp_path / "run", data_dir=world, progress=False)
+    out = train_run(resolve_config("smoke", "full"), tmp_path / "run", data_dir=world, progress=False)
     summary = json.loads((out / "summary.json").read_text())
     assert set(summary["stages"]) == {"autoencoder", "mouth_pose", "expression"}
     ev = json.loads((out / "eval.json").read_text())

@@ -142,5 +142,6 @@ class FakeDisc(nn.Module):
 
 def fake_build(train_cfg, size):
     fields = {f.name for f in dataclasses.fields(FakeConfig)}
-    cfg = FakeConfig(size=size, **{k: v for k, v in train_cfg.model.items() if k in fields})
+    cfg = FakeConfig(size=size, **{k: v for k, v in dataclasses.asdict(train_cfg.model).items()
+                                   if k in fields and k != "size"})
     return FakeEDTalk(cfg), FakeDisc(size), cfg

@@ -31,8 +31,8 @@ def world_and_run(tmp_path_factory):
 
 
 def test_evaluate_run_writes_results_confusion_and_disentanglement(world_and_run, tmp_path):
-    from benchmarks.protocols.api import evaluate_protocol
     from edtalk.cli import main
+    from edtalk.method import score_run
 
     world, run = world_and_run
     out = run / "results.json"
@@ -47,7 +47,7 @@ def test_evaluate_run_writes_results_confusion_and_disentanglement(world_and_run
     dis = json.loads((run / "disentanglement.json").read_text())
     assert len(dis["leakage"]["matrix"]) == 3 and dis["bank_geometry"]["orthonormality_error"] < 1e-4
     # Re-evaluating reads the finished rows instead of recomputing: identical aggregates.
-    again = evaluate_protocol("synthetic-smoke", out, run_dir=run, data=world, progress=False)
+    again = score_run("synthetic-smoke", out, run, data=world, progress=False)
     assert again["aggregates"] == res["aggregates"]
 
     from reports import render_report

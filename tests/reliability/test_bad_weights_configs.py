@@ -58,8 +58,8 @@ def evil_files(tmp_path):
 
 def _loaders():
     from benchmarks.evaluators.api import _load_net
-    from benchmarks.protocols.synthetic import load_trained_model
     from edtalk import official
+    from edtalk.trained import load_trained_model
     from metrics.emotion import load_emotion_fan
     from metrics.functional.lpips import load_lpips
     from metrics.inception import load_fid_inception
@@ -277,7 +277,8 @@ CONFLICTS = [
 
 @pytest.mark.parametrize("overrides, names", CONFLICTS, ids=[str(i) for i in range(len(CONFLICTS))])
 def test_contradicting_switches_are_refused_naming_the_fields(overrides, names):
-    from ablations.variants import Variant, validate_overrides
+    from ablations.variants import Variant
+    from edtalk.train.config import validate_overrides
 
     with pytest.raises(InputError) as exc:
         validate_overrides(overrides)
@@ -297,14 +298,14 @@ def test_contradicting_switches_are_refused_naming_the_fields(overrides, names):
     {"joint_training": True, "cross_reconstruction": False},
 ])
 def test_compatible_combinations_pass(overrides):
-    from ablations.variants import validate_overrides
+    from edtalk.train.config import validate_overrides
 
     validate_overrides(overrides)
 
 
 def test_catalogue_variants_are_valid_and_resolve():
-    from ablations.variants import list_variants, validate_overrides
-    from edtalk.train.api import resolve_config
+    from ablations.variants import list_variants, resolve_config
+    from edtalk.train.config import validate_overrides
 
     for v in list_variants():
         validate_overrides(v.overrides)

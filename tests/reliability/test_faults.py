@@ -175,7 +175,7 @@ def test_failing_and_killed_runs_in_a_sweep(tmp_path, fake_world, monkeypatch): 
 
     monkeypatch.setattr(engine, "evaluate", evaluate_dying)
 
-    def evaluate_protocol(protocol, out, run_dir=None, data=None, progress=True):
+    def score_run(protocol, out, run_dir, data=None, progress=True):
         # test_sweep's fake, minus its read of status.json (which has no "v" once a run has failed)
         cases = [Case(f"c{i}") for i in range(4)]
         bias = sum(map(ord, run_dir.name)) % 7
@@ -185,7 +185,7 @@ def test_failing_and_killed_runs_in_a_sweep(tmp_path, fake_world, monkeypatch): 
                         method_info={"variant": run_dir.name.split("-s")[0], "run_dir": str(run_dir)},
                         progress=False)
 
-    monkeypatch.setattr("benchmarks.protocols.api.evaluate_protocol", evaluate_protocol)
+    monkeypatch.setattr("edtalk.method.score_run", score_run)
     out = tmp_path / "sweep"
     boom["variant"] = "no-banks"  # training diverges
     kill = {"after": 6}  # 4 cases of full + 2 of no-eem, then the kill

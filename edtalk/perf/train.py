@@ -1,7 +1,7 @@
 """Training speed per stage: iterations/s of each stage of a preset, and the projected wall time.
 
-    python -m benchmarks.perf.train --preset smoke --iters 10
-    python -m benchmarks.perf.train --preset standard --iters 5 --device cuda
+    python -m edtalk.perf.train --preset smoke --iters 10
+    python -m edtalk.perf.train --preset standard --iters 5 --device cuda
 
 Runs the real `Trainer` on an in-memory synthetic world at the preset's frame size (no data on disk
 needed), `--iters` timed steps per stage after `--warmup` untimed ones, with the preset's batch
@@ -22,15 +22,14 @@ import tempfile
 def measure(preset: str, variant: str, iters: int, warmup: int, device: str | None, threads: int | None) -> list[dict]:
     import torch
 
-    from edtalk.config import model_preset
-    from edtalk.train.api import resolve_config
+    from ablations.variants import resolve_config
     from edtalk.train.data import FramePool
     from edtalk.train.engine import Trainer, stage_plan
 
     if threads:
         torch.set_num_threads(threads)
     cfg = resolve_config(preset, variant)
-    size = model_preset(preset).size
+    size = cfg.model.size
     pool = FramePool.generate(4, 2, 8, size, seed=0, test_identities=0)
     rows = []
 

@@ -1,7 +1,7 @@
 """Inference speed: our batched path vs the release's per-frame procedure, same model and weights.
 
-    python -m benchmarks.perf.inference --preset paper --frames 8
-    python -m benchmarks.perf.inference --preset smoke --frames 64
+    python -m edtalk.perf.inference --preset paper --frames 8
+    python -m edtalk.perf.inference --preset smoke --frames 64
 
 Scenarios: `one-driver` (one clip drives mouth, pose and expression: video-driven reconstruction)
 and `three-drivers` (three different clips). Each mode runs in its own process so peak memory
@@ -72,7 +72,7 @@ def main(argv=None) -> int:
             res = {}
             for mode in ("release-per-frame", "ours-exact", "ours-batched"):
                 out = f"{tmp}/{scenario}-{mode}.npy"
-                proc = subprocess.run([sys.executable, "-m", "benchmarks.perf.inference", "--preset", a.preset,
+                proc = subprocess.run([sys.executable, "-m", "edtalk.perf.inference", "--preset", a.preset,
                                        "--frames", str(a.frames), "--batch", str(a.batch), "--worker", mode,
                                        scenario, out], capture_output=True, text=True, check=True)
                 line = proc.stdout.strip().splitlines()[-1]
