@@ -41,6 +41,11 @@ MANIFEST: dict[str, WeightFile] = {w.key: w for w in [
                "https://www.robots.ox.ac.uk/~vgg/software/lipsync/data/sfd_face.pth",
                licence="syncnet_python (MIT code; S3FD weights, research use)",
                note="plain state dict of syncnet_python's S3FDNet (metrics.crops.s3fd); no published hash"),
+    WeightFile("s3fd-fa", "edtalk-preprocess crop", "s3fd-619a316812.pth",
+               "https://www.adrianbulat.com/downloads/python-fan/s3fd-619a316812.pth",
+               licence="face-alignment (BSD-3-Clause code; S3FD weights, research use)",
+               note="face_alignment's S3FD (metrics.crops.s3fd.FaceAlignmentSFD); face_alignment downloads it "
+                    "to torch hub's cache, where it is looked for; the name's 619a316812 is not checked"),
     WeightFile("inception-fid", "fid", "pt_inception-2015-12-05-6726825d.pth",
                "https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/"
                "pt_inception-2015-12-05-6726825d.pth", sha256_prefix="6726825d",

@@ -1,16 +1,18 @@
 """Face detectors the crop styles can plug in: `detector(frame) -> float64 (K, 5) [x0, y0, x1, y1, score]`.
 
 A detector takes one uint8 (H, W, 3) RGB frame and returns its faces in that frame's pixels, best first,
-and has a `name` that a CropResult records. Three are available:
+and has a `name` that a CropResult records. Four are available:
 
 * "s3fd": syncnet_python's S3FD on the user's `sfd_face.pth` (metrics.crops.s3fd), the reference's own.
+* "s3fd-fa": face_alignment's S3FD on `s3fd-619a316812.pth`, which EDTalk's crop_video.py runs.
 * "mtcnn": facenet-pytorch's MTCNN, whose weights ship inside the wheel (install it with `--no-deps`).
   Its boxes cover brow to chin like S3FD's, so crops framed from them are close, not equal.
 * "dlib-hog": dlib's frontal HOG detector (upsample 1). Its boxes are tighter (brows to lower lip), so a
   crop framed from them is smaller around the face than the reference's.
 
-`resolve_detector("auto")` takes S3FD when the weights are found, else dlib HOG (about 60 ms per 256-px
-frame on 2 cores, where MTCNN took about 900 ms), and says which deviation from the reference that is.
+`resolve_detector("auto")` takes the style's reference detector when its weights are found, else dlib HOG
+(about 60 ms per 256-px frame on 2 cores, where MTCNN took about 900 ms), and says which deviation from
+the reference that is.
 """
 from __future__ import annotations
 
@@ -20,7 +22,7 @@ from metrics.errors import MissingWeightsError, UserError
 
 __all__ = ["DlibHog", "Mtcnn", "resolve_detector", "DETECTORS"]
 
-DETECTORS = ("auto", "s3fd", "mtcnn", "dlib-hog")
+DETECTORS = ("auto", "s3fd", "s3fd-fa", "mtcnn", "dlib-hog")
 
 
 class DlibHog:
@@ -68,13 +70,27 @@ class Mtcnn:
         return dets[np.argsort(-dets[:, 4], kind="stable")]
 
 
+def _build(name: str, weights, device, s3fd_options: dict | None):
+    if name == "s3fd":
+        from metrics.crops.s3fd import S3FD
+
+        return S3FD(path=weights, device=device, **(s3fd_options or {}))
+    if name == "s3fd-fa":
+        from metrics.crops.s3fd import FaceAlignmentSFD
+
+        return FaceAlignmentSFD(path=weights, device=device)
+    return Mtcnn(device=device) if name == "mtcnn" else DlibHog()
+
+
 def resolve_detector(spec="auto", weights=None, device=None, s3fd_options: dict | None = None,
-                     reference: str = "syncnet_python's S3FD", reference_name: str | None = "s3fd"):
+                     reference: str = "syncnet_python's S3FD", reference_name: str | None = "s3fd",
+                     auto_order: tuple[str, ...] = ("s3fd", "dlib-hog")):
     """(detector, deviations) for a name in DETECTORS or a ready callable with a `name`.
 
-    "auto": S3FD when `sfd_face.pth` is found (weights path, $EDTALK_WEIGHTS, torch hub's cache), else
-    dlib HOG (MTCNN only when asked for: 15x slower here). A detector other than `reference_name` (the
-    style's reference detector; None: none here is) is a deviation from `reference`.
+    "auto" tries `auto_order` and takes the first whose weights are found (S3FD's in the weights path,
+    $EDTALK_WEIGHTS or torch hub's cache; dlib HOG needs none; MTCNN only when asked for: 15x slower
+    here). A detector other than `reference_name` (the style's reference detector) is a deviation from
+    `reference`, with the reason when "auto" had to pass over a missing weight file.
     """
     def deviation(name: str, why: str = "") -> list[str]:
         if name == reference_name:
@@ -85,16 +101,12 @@ def resolve_detector(spec="auto", weights=None, device=None, s3fd_options: dict 
         return spec, deviation(getattr(spec, "name", type(spec).__name__))
     if spec not in DETECTORS:
         raise UserError(f"unknown face detector {spec!r}; use one of {', '.join(DETECTORS)}")
-    why = ""
-    if spec in ("auto", "s3fd"):
-        from metrics.crops.s3fd import S3FD
-
+    if spec != "auto":
+        return _build(spec, weights, device, s3fd_options), deviation(spec)
+    missing = []
+    for name in auto_order:
         try:
-            return S3FD(path=weights, device=device, **(s3fd_options or {})), deviation("s3fd")
+            return _build(name, weights, device, s3fd_options), deviation(name, "; ".join(missing))
         except MissingWeightsError as exc:
-            if spec == "s3fd":
-                raise
-            why = str(exc).split(";")[0]
-        spec = "dlib-hog"
-    detector = Mtcnn(device=device) if spec == "mtcnn" else DlibHog()
-    return detector, deviation(spec, why)
+            missing.append(str(exc).split(";")[0])
+    raise MissingWeightsError("no face detector is available: " + "; ".join(missing))

@@ -2,7 +2,7 @@
 
 The release (the same rule in `data_preprocess_for_train/crop_video_MEAD.py` and `_HDTF.py`):
 
-1. faces on every frame (face_alignment's SFD on the frame shrunk to at most 640 px, boxes scaled back);
+1. faces on every frame (face_alignment's S3FD on the frame shrunk to at most 640 px, boxes scaled back);
 2. trajectories: a trajectory lives while some face of the frame overlaps its *first* box with IoU
    > `iou_with_initial=0.25` (IoU with the +1 pixel convention); each face joins the live trajectory it
    overlaps most (above 0.25) and widens its tube (the union of its boxes), else starts a new one; a
@@ -18,11 +18,12 @@ Every trajectory yields a command writing the same output file, and the release 
 that file is absent, so the first trajectory to end is the clip's crop; `trajectory=k` takes another.
 `info["trajectories"]` lists all. The crop and scale here are ffmpeg's own filters (PyAV), on RGB frames.
 
-Deviations, recorded: the detector (face_alignment's SFD and its `s3fd-619a316812.pth` are not part of
-this suite: S3FD on the user's `sfd_face.pth` with syncnet_python's decoding at threshold 0.5 on the
-frame shrunk to 640 px, else dlib HOG; see metrics.crops.detectors), and the frame rate: the
-release's `-r 25` stands after the output name, where ffmpeg ignores it, so its crops keep the source
-rate; `edtalk data crop` converts to 25 fps first, as the README asks of inputs.
+The detector: face_alignment 1.3.x's S3FD (`metrics.crops.s3fd.FaceAlignmentSFD`, weights
+`s3fd-619a316812.pth`, key "s3fd-fa") when the file is found, which is the release's; else, recorded as a
+deviation, syncnet_python's S3FD on `sfd_face.pth` (threshold 0.5, 640-px working size) or dlib HOG.
+The frame rate, also recorded by `edtalk data crop`: the release's `-r 25` stands after the output name,
+where ffmpeg ignores it, so its crops keep the source rate; `edtalk data crop` converts to 25 fps
+first, as the release's README asks of inputs.
 """
 from __future__ import annotations
 
@@ -147,14 +148,16 @@ def plan_crop(detections, frame_hw: tuple[int, int], trajectory: int | None = No
 
 
 def detector_for(frame_hw: tuple[int, int], detector="auto", weights=None, device=None):
-    """(detector, deviations) for this style: S3FD at face_alignment's 640-px working size and 0.5 threshold
-    when sfd_face.pth is found, else dlib HOG; none of them is the release's face_alignment SFD."""
+    """(detector, deviations) for this style: face_alignment's S3FD (the release's) when
+    s3fd-619a316812.pth is found, else syncnet_python's S3FD on sfd_face.pth at the 640-px working size and
+    threshold 0.5, else dlib HOG."""
     from metrics.crops.detectors import resolve_detector
 
     scale = min(1.0, MAX_DETECT_SIDE / max(frame_hw))
     return resolve_detector(detector, weights=weights, device=device,
                             s3fd_options={"conf_threshold": 0.5, "scales": (scale,)},
-                            reference="face_alignment's SFD (EDTalk's crop_video.py)", reference_name=None)
+                            reference="face_alignment's S3FD (EDTalk's crop_video.py)", reference_name="s3fd-fa",
+                            auto_order=("s3fd-fa", "s3fd", "dlib-hog"))
 
 
 @register("edtalk-preprocess")

@@ -58,19 +58,23 @@ def _build_net():
             return self.weight.view(1, -1, 1, 1) * torch.div(x, norm)
 
     class Net(nn.Module):
-        """S3FD with sfd_face.pth's key layout; forward returns (loc (N, P, 4), face score (N, P))."""
+        """S3FD with sfd_face.pth's key layout; forward returns (loc (N, P, 4), face score (N, P)).
 
-        def __init__(self):
+        `face_alignment=True`: face_alignment's variant of the same weights' shapes (its net_s3fd.py): fc6
+        with padding 3 and no dilation, and the pool after conv3_3 in floor mode."""
+
+        def __init__(self, face_alignment: bool = False):
             super().__init__()
             layers = []
             for spec in _VGG:
-                if spec == "M":
+                if spec == "M" or (spec == "C" and face_alignment):
                     layers.append(nn.MaxPool2d(2, 2))
                 elif spec == "C":
                     layers.append(nn.MaxPool2d(2, 2, ceil_mode=True))
                 else:
                     layers += [nn.Conv2d(spec[0], spec[1], 3, 1, padding=1), nn.ReLU(inplace=True)]
-            layers += [nn.Conv2d(512, 1024, 3, 1, padding=6, dilation=6), nn.ReLU(inplace=True),
+            fc6 = dict(padding=3) if face_alignment else dict(padding=6, dilation=6)
+            layers += [nn.Conv2d(512, 1024, 3, 1, **fc6), nn.ReLU(inplace=True),
                        nn.Conv2d(1024, 1024, 1, 1), nn.ReLU(inplace=True)]
             self.vgg = nn.ModuleList(layers)
             for name, channels, scale in _L2NORM:
@@ -99,16 +103,22 @@ def _build_net():
                     taps.append(x)
             return taps
 
-        def forward(self, x):
-            taps = self.sources(x)
-            locs, confs, shapes = [], [], []
-            for i, tap in enumerate(taps):
+        def heads(self, x):
+            """Per level (face/background logits (N, 2, h, w), offsets (N, 4, h, w)), background max-out applied."""
+            out = []
+            for i, tap in enumerate(self.sources(x)):
                 conf = self.conf[i](tap)
                 if i == 0:
                     conf = torch.cat((conf[:, 0:3].max(dim=1, keepdim=True)[0], conf[:, 3:]), dim=1)
-                locs.append(self.loc[i](tap).permute(0, 2, 3, 1).reshape(x.shape[0], -1))
+                out.append((conf, self.loc[i](tap)))
+            return out
+
+        def forward(self, x):
+            locs, confs, shapes = [], [], []
+            for conf, loc in self.heads(x):
+                locs.append(loc.permute(0, 2, 3, 1).reshape(x.shape[0], -1))
                 confs.append(conf.permute(0, 2, 3, 1).reshape(x.shape[0], -1))
-                shapes.append(tuple(tap.shape[2:]))
+                shapes.append(tuple(conf.shape[2:]))
             loc = torch.cat(locs, 1).view(x.shape[0], -1, 4)
             scores = torch.softmax(torch.cat(confs, 1).view(x.shape[0], -1, 2), dim=-1)[..., 1]
             self.feature_shapes = shapes
@@ -117,9 +127,9 @@ def _build_net():
     return Net
 
 
-def S3FDNet():
-    """A fresh S3FD network (torch.nn.Module) with sfd_face.pth's state-dict layout."""
-    return _build_net()()
+def S3FDNet(face_alignment: bool = False):
+    """A fresh S3FD network (torch.nn.Module) with sfd_face.pth's state-dict layout (see Net for the variant)."""
+    return _build_net()(face_alignment)
 
 
 def s3fd_priors(image_hw: tuple[int, int], feature_shapes) -> np.ndarray:
@@ -280,3 +290,121 @@ class S3FD:
 
     def __call__(self, image_rgb: np.ndarray) -> np.ndarray:
         return self.detect(image_rgb)
+
+
+# face_alignment's net_s3fd.py names -> sfd_face.pth's (the same tensors; EDTalk's crop_video.py runs this one)
+_FA_CONVS = ["conv1_1", "conv1_2", "conv2_1", "conv2_2", "conv3_1", "conv3_2", "conv3_3", "conv4_1", "conv4_2",
+             "conv4_3", "conv5_1", "conv5_2", "conv5_3", "fc6", "fc7"]
+_FA_HEADS = ["conv3_3_norm", "conv4_3_norm", "conv5_3_norm", "fc7", "conv6_2", "conv7_2"]
+FA_KEY_MAP = {
+    **{name: f"vgg.{i}" for name, i in zip(_FA_CONVS, (0, 2, 5, 7, 10, 12, 14, 17, 19, 21, 24, 26, 28, 31, 33),
+                                           strict=True)},
+    **{name: f"extras.{i}" for i, name in enumerate(["conv6_1", "conv6_2", "conv7_1", "conv7_2"])},
+    **{f"{name}_mbox_conf": f"conf.{i}" for i, name in enumerate(_FA_HEADS)},
+    **{f"{name}_mbox_loc": f"loc.{i}" for i, name in enumerate(_FA_HEADS)},
+    "conv3_3_norm": "L2Norm3_3", "conv4_3_norm": "L2Norm4_3", "conv5_3_norm": "L2Norm5_3",
+}
+
+
+def rename_keys(state: dict, to_face_alignment: bool = False) -> dict:
+    """A face_alignment `s3fd-619a316812.pth` state dict with sfd_face.pth's key names, or the reverse."""
+    table = {v: k for k, v in FA_KEY_MAP.items()} if to_face_alignment else FA_KEY_MAP
+    out = {}
+    for key, value in state.items():
+        module, _, leaf = key.rpartition(".")
+        out[f"{table.get(module, module)}.{leaf}"] = value
+    return out
+
+
+class FaceAlignmentSFD:
+    """face_alignment 1.3.x's SFD detector (`detect_from_image`) as EDTalk's crop_video.py calls it.
+
+    crop_video's `extract_bbox`: a frame larger than 640 px is shrunk by skimage `resize` (bilinear,
+    anti-aliased) to at most 640 and `img_as_ubyte`'d; the detector gets it as BGR and flips it back, so
+    the network sees R, G, B minus (104, 117, 123). Every anchor whose face score is > 0.05 is decoded
+    (pixel priors: stride / 2 + index * stride, side 4 * stride; variances 0.1, 0.2), NMS at IoU 0.3 with
+    +1 areas, scores > 0.5 kept, boxes scaled back to the frame. Weights: key "s3fd-fa"
+    (`s3fd-619a316812.pth`, found where face_alignment's own download puts it, torch hub's cache).
+    """
+
+    name = "s3fd-fa"
+
+    def __init__(self, path=None, state_dict: dict | None = None, device=None, max_side: int = 640,
+                 score_floor: float = 0.05, nms_iou: float = 0.3, threshold: float = 0.5):
+        from metrics.utils import load_matching_state, resolve_device, safe_torch_load
+
+        self.net = S3FDNet(face_alignment=True)
+        where = "the given state dict"
+        if state_dict is None:
+            from metrics.weights import locate
+
+            where = locate("s3fd-fa", path)
+            state_dict = safe_torch_load(where, "face_alignment's S3FD s3fd-619a316812.pth")
+        load_matching_state(self.net, rename_keys(state_dict), where, "face_alignment's S3FD state dict")
+        self.device = resolve_device(device)
+        self.net.to(self.device).eval()
+        self.max_side, self.score_floor, self.nms_iou, self.threshold = max_side, score_floor, nms_iou, threshold
+
+    def candidates(self, image_rgb: np.ndarray) -> np.ndarray:
+        """get_predictions: (K, 5) [x0, y0, x1, y1, score] float64 of every anchor above the score floor."""
+        torch = _torch()
+        if min(image_rgb.shape[:2]) < MIN_INPUT_SIDE:
+            from metrics.errors import InputError
+
+            raise InputError(f"s3fd-fa: a {image_rgb.shape[1]}x{image_rgb.shape[0]} frame is under the "
+                             f"{MIN_INPUT_SIDE} px S3FD's five poolings need")
+        x = torch.from_numpy(np.ascontiguousarray(image_rgb.transpose(2, 0, 1)))[None].to(self.device, torch.float32)
+        x = x - torch.tensor([104.0, 117.0, 123.0], device=self.device).view(1, 3, 1, 1)
+        rows = []
+        with torch.no_grad():
+            heads = self.net.heads(x)
+        for i, (conf, loc) in enumerate(heads):
+            scores = torch.softmax(conf, dim=1).cpu().numpy()[0, 1]
+            offsets = loc.cpu().numpy()[0]
+            stride = 2 ** (i + 2)
+            hs, ws = np.where(scores > self.score_floor)  # row-major, as the reference's loop visits them
+            prior = np.stack([stride / 2 + ws * stride, stride / 2 + hs * stride,
+                              np.full(len(hs), stride * 4.0), np.full(len(hs), stride * 4.0)], 1).astype(np.float64)
+            off = offsets[:, hs, ws].T  # float32, like the reference's per-anchor slices
+            box = np.concatenate((prior[:, :2] + off[:, :2] * VARIANCES[0] * prior[:, 2:],
+                                  prior[:, 2:] * np.exp(off[:, 2:] * VARIANCES[1])), 1)
+            box[:, :2] -= box[:, 2:] / 2
+            box[:, 2:] += box[:, :2]
+            rows.append(np.concatenate([box, scores[hs, ws].astype(np.float64)[:, None]], 1))
+        return np.concatenate(rows).reshape(-1, 5)
+
+    def detect(self, frame_rgb: np.ndarray) -> np.ndarray:
+        """Faces in one uint8 (H, W, 3) RGB frame as crop_video's extract_bbox finds them, in its pixels."""
+        factor = 1.0
+        if max(frame_rgb.shape[:2]) > self.max_side:
+            from skimage import img_as_ubyte
+            from skimage.transform import resize
+
+            factor = max(frame_rgb.shape[:2]) / float(self.max_side)
+            frame_rgb = img_as_ubyte(resize(frame_rgb, (int(frame_rgb.shape[0] / factor),
+                                                        int(frame_rgb.shape[1] / factor))))
+        dets = self.candidates(frame_rgb)
+        if len(dets):
+            dets = dets[_nms_plus_one(dets, self.nms_iou)]
+            dets = dets[dets[:, 4] > self.threshold]
+        dets[:, :4] *= factor
+        return dets
+
+    def __call__(self, frame_rgb: np.ndarray) -> np.ndarray:
+        return self.detect(frame_rgb)
+
+
+def _nms_plus_one(dets: np.ndarray, threshold: float) -> list[int]:
+    """face_alignment's bbox.nms: greedy, widths and areas with +1."""
+    x1, y1, x2, y2, scores = (dets[:, c] for c in range(5))
+    areas = (x2 - x1 + 1) * (y2 - y1 + 1)
+    order = scores.argsort()[::-1]
+    keep = []
+    while order.size > 0:
+        i = order[0]
+        keep.append(int(i))
+        w = np.maximum(0.0, np.minimum(x2[i], x2[order[1:]]) - np.maximum(x1[i], x1[order[1:]]) + 1)
+        h = np.maximum(0.0, np.minimum(y2[i], y2[order[1:]]) - np.maximum(y1[i], y1[order[1:]]) + 1)
+        overlap = w * h / (areas[i] + areas[order[1:]] - w * h)
+        order = order[np.where(overlap <= threshold)[0] + 1]
+    return keep

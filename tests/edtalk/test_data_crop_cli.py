@@ -48,7 +48,7 @@ def test_crops_a_mead_tree_with_audio_and_a_summary(mead_tree, tmp_path, capsys)
     assert summary["no_face"] == ["M003/video/front/angry/level_3/002.mp4"]
     assert summary["unreadable"][0]["source"].endswith("003.mp4")
     record = next(r for r in summary["records"] if r["status"] == "cropped")
-    assert record["detector"] == "dlib-hog" and "face_alignment's SFD" in record["deviations"][0]
+    assert record["detector"] == "dlib-hog" and "face_alignment's S3FD" in record["deviations"][0]
     assert record["source_fps"] == 30 and record["audio"] == "M003/audio/angry/level_3/001.m4a"
     assert not (out / "M003/video/left_30").exists()
 

@@ -87,7 +87,7 @@ def test_runs_a_detector_and_records_the_deviation(tmp_path, monkeypatch):
     monkeypatch.setenv("EDTALK_WEIGHTS", str(tmp_path))
     frames = talking_clip("grace_hopper", n_frames=6, size=192, seed=0, audio=False).frames
     result = crop(frames, "edtalk-preprocess", detector="dlib-hog")
-    assert result.detector == "dlib-hog" and "face_alignment's SFD" in result.deviations[0]
+    assert result.detector == "dlib-hog" and "face_alignment's S3FD" in result.deviations[0]
     assert result.frames.shape == (5, 256, 256, 3) and result.dropped == 1
 
 
@@ -133,3 +133,17 @@ def test_source_photo_faces_other_than_one():
         crop(np.zeros((1, 64, 64), np.uint8), "edtalk-source")
     with pytest.raises(InputError, match="RGBA"):
         crop(np.zeros((1, 64, 64, 4), np.uint8), "edtalk-source")
+
+
+def test_auto_detector_is_the_releases_s3fd_when_its_weights_are_found(tmp_path, monkeypatch):
+    import torch
+
+    from metrics.crops.s3fd import rename_keys, seeded_state_dict
+
+    frames = np.random.default_rng(0).integers(0, 255, (2, 64, 64, 3), dtype=np.uint8)
+    monkeypatch.setenv("EDTALK_WEIGHTS", str(tmp_path))
+    fallback = edtalk_preprocess(frames)
+    assert fallback.detector == "dlib-hog" and "s3fd-619a316812.pth not found" in fallback.deviations[0]
+    torch.save(rename_keys(seeded_state_dict(0), to_face_alignment=True), tmp_path / "s3fd-619a316812.pth")
+    result = edtalk_preprocess(frames)
+    assert result.detector == "s3fd-fa" and result.deviations == [] and result.info["frames_with_faces"] == 2

@@ -96,3 +96,56 @@ def test_frames_too_small_for_the_network_are_one_line(detector):
     with pytest.raises(InputError, match="16x16 frame at detection scale 0.25 is under the 32 px"):
         detector.detect(np.zeros((16, 16, 3), np.uint8))
     assert detector.detect(np.zeros((128, 128, 3), np.uint8)).shape[1] == 5  # 32 px after scaling is enough
+
+
+# face_alignment's S3FD (EDTalk's crop_video.py detector): tests/fixtures/faces/s3fd_face_alignment.npz holds
+# what face_alignment 1.3.5's own SFDDetector returned, called through crop_video.py's own `extract_bbox`, on
+# weights seeded_state_dict(seed) renamed to its keys: for skimage's astronaut at 256 px (case 0) and resized
+# to 800x720 (case 1, shrunk to 640 first): the candidates' count, column sums and every 50th row, and the boxes.
+FA_FIXTURE = FIXTURE.with_name("s3fd_face_alignment.npz")
+
+
+def _fa_case(k: int):
+    import cv2
+
+    from benchmarks.realfaces import load_photo
+
+    astro = load_photo("astronaut")
+    return astro[::2, ::2].copy() if k == 0 else cv2.resize(astro, (800, 720), interpolation=cv2.INTER_LINEAR)
+
+
+@pytest.fixture(scope="module")
+def fa_reference():
+    return dict(np.load(FA_FIXTURE))
+
+
+@pytest.fixture(scope="module")
+def fa_detector(fa_reference):
+    from metrics.crops.s3fd import FaceAlignmentSFD, rename_keys
+
+    state = rename_keys(seeded_state_dict(int(fa_reference["seed"])), to_face_alignment=True)
+    assert set(rename_keys(state)) == set(S3FDNet().state_dict())  # the renaming is a bijection
+    return FaceAlignmentSFD(state_dict=state, device="cpu")
+
+
+@pytest.mark.parametrize("k", [0, 1])
+def test_face_alignment_candidates_match(fa_reference, fa_detector, k):
+    from skimage import img_as_ubyte
+    from skimage.transform import resize
+
+    image = _fa_case(k)
+    if k == 1:  # crop_video's extract_bbox shrinks frames over 640 px
+        factor = max(image.shape[:2]) / 640.0
+        image = img_as_ubyte(resize(image, (int(image.shape[0] / factor), int(image.shape[1] / factor))))
+    found = fa_detector.candidates(image)
+    assert len(found) == int(fa_reference[f"case{k}_n_candidates"])
+    np.testing.assert_allclose(found[::50], fa_reference[f"case{k}_candidates_every_50th"], rtol=0, atol=1e-6)
+    np.testing.assert_allclose(found.sum(0), fa_reference[f"case{k}_candidates_sum"], rtol=1e-9)
+
+
+@pytest.mark.parametrize("k", [0, pytest.param(1, marks=pytest.mark.slow)])  # case 1: NMS over 30k seeded anchors
+def test_face_alignment_boxes_match_extract_bbox(fa_reference, fa_detector, k):
+    boxes = fa_detector.detect(_fa_case(k))
+    expected = fa_reference[f"case{k}_boxes"]
+    assert boxes.shape == (len(expected), 5) and len(expected) > 1
+    np.testing.assert_allclose(boxes[:, :4], expected, rtol=0, atol=1e-6)
