@@ -38,7 +38,7 @@ import numpy as np
 from metrics.crops import CropResult, register
 from metrics.errors import InputError
 
-__all__ = ["syncnet_track", "content_shots", "track_shot", "crop_windows", "crop_track", "detect_all"]
+__all__ = ["syncnet_track", "content_shots", "content_values", "track_shot", "crop_windows", "crop_track", "detect_all"]
 
 IOU_THRESHOLD = 0.5  # track_shot's iouThres
 PAD_VALUE = 110
@@ -64,20 +64,30 @@ def downscale_factor(width: int) -> int:
     return 1
 
 
-def content_shots(frames, threshold: float = 30.0, min_scene_len: int = 15) -> list[tuple[int, int]]:
-    """PySceneDetect 0.5.1 ContentDetector() with VideoManager.set_downscale_factor(): [(start, end), ...]."""
+def content_values(frames) -> np.ndarray:
+    """ContentDetector's content_val per frame: mean |HSV difference| to the previous frame over the three
+    channels, on frames subsampled by VideoManager's default downscale factor (NaN for the first frame)."""
     import cv2
 
     step = downscale_factor(frames.shape[2])
-    cuts, last_cut, previous = [], None, None
+    values = np.full(len(frames), np.nan)
+    previous = None
     for i, frame in enumerate(frames):
         hsv = cv2.cvtColor(np.ascontiguousarray(frame[::step, ::step]), cv2.COLOR_RGB2HSV).astype(np.int32)
         if previous is not None:
             delta = np.abs(hsv - previous).reshape(-1, 3).sum(0) / float(hsv.shape[0] * hsv.shape[1])
-            if delta.sum() / 3.0 >= threshold and (last_cut is None or i - last_cut >= min_scene_len):
-                cuts.append(i)
-                last_cut = i
+            values[i] = sum(delta) / 3.0
         previous = hsv
+    return values
+
+
+def content_shots(frames, threshold: float = 30.0, min_scene_len: int = 15) -> list[tuple[int, int]]:
+    """PySceneDetect 0.5.1 ContentDetector() with VideoManager.set_downscale_factor(): [(start, end), ...]."""
+    cuts, last_cut = [], None
+    for i, value in enumerate(content_values(frames)):
+        if value >= threshold and (last_cut is None or i - last_cut >= min_scene_len):
+            cuts.append(i)
+            last_cut = i
     bounds = [0, *cuts, len(frames)]
     return list(zip(bounds[:-1], bounds[1:], strict=True))
 

@@ -129,3 +129,19 @@ def test_bad_input_is_one_line():
     tiny = np.full((5, 16, 16, 3), 128, np.uint8)                  # no face: nothing kept, all counted
     result = syncnet_track(tiny, detector="dlib-hog")
     assert len(result.kept) == 0 and result.dropped == 5 and result.info["frames_with_faces"] == 0
+
+
+def test_shots_match_pyscenedetect_content_detector(tmp_path):
+    """tests/fixtures/faces/scenedetect_reference.npz: PySceneDetect 0.5.1's own ContentDetector.process_frame
+    on two decoded clips (talk, faceless, talk, faceless, talk; 256 px and 416 px, the latter subsampled by 2
+    as VideoManager's default downscale does): content_val per frame and the shots get_scenes_from_cuts made."""
+    from benchmarks.media import read_video
+    from metrics.crops.syncnet_track import content_values
+
+    reference = np.load(FIXTURE.with_name("scenedetect_reference.npz"))
+    for name in ("a", "b"):
+        path = tmp_path / f"{name}.mp4"
+        path.write_bytes(reference[f"{name}_mp4"].tobytes())
+        frames = read_video(path).frames
+        np.testing.assert_allclose(content_values(frames), reference[f"{name}_content_val"], rtol=1e-12)
+        assert content_shots(frames) == [tuple(s) for s in reference[f"{name}_shots"].tolist()]
