@@ -18,8 +18,11 @@ from __future__ import annotations
 from itertools import product
 
 import numpy as np
+import torch
+from torch import nn
 
-__all__ = ["S3FD", "S3FDNet", "s3fd_priors", "seeded_state_dict", "greedy_nms", "S3FD_MEAN_RGB"]
+__all__ = ["S3FD", "S3FDNet", "FaceAlignmentSFD", "rename_keys", "s3fd_priors", "seeded_state_dict", "greedy_nms",
+           "S3FD_MEAN_RGB"]
 
 S3FD_MEAN_RGB = np.array([123.0, 117.0, 104.0], dtype=np.float32)
 MIN_SIZES = (16, 32, 64, 128, 256, 512)
@@ -30,106 +33,94 @@ SCORE_FLOOR, NMS_IOU, NMS_CANDIDATES, TOP_K = 0.05, 0.3, 5000, 750
 FINAL_NMS_IOU = 0.1  # detect_faces' nms_ over the boxes of all scales
 MIN_INPUT_SIDE = 32  # below this the fifth max pool has nothing to pool (torch raises)
 
-# vgg ModuleList: conv (in, out, dilation, padding) at these indices; "M" a 2x2 max pool (ceil mode at 16)
+# vgg ModuleList: conv (in, out) 3x3 + ReLU; "M" a 2x2 max pool, "C" one in ceil mode (syncnet_python)
 _VGG = [(3, 64), (64, 64), "M", (64, 128), (128, 128), "M", (128, 256), (256, 256), (256, 256), "C",
         (256, 512), (512, 512), (512, 512), "M", (512, 512), (512, 512), (512, 512), "M"]
 _HEAD_CHANNELS = (256, 512, 512, 1024, 512, 256)
 _L2NORM = (("L2Norm3_3", 256, 10.0), ("L2Norm4_3", 512, 8.0), ("L2Norm5_3", 512, 5.0))
 
 
-def _torch():
-    import torch
+class L2Norm(nn.Module):
+    def __init__(self, channels: int, scale: float):
+        super().__init__()
+        self.eps = 1e-10
+        self.weight = nn.Parameter(torch.full((channels,), float(scale)))
 
-    return torch
+    def forward(self, x):
+        norm = x.pow(2).sum(dim=1, keepdim=True).sqrt() + self.eps
+        return self.weight.view(1, -1, 1, 1) * torch.div(x, norm)
 
+class Net(nn.Module):
+    """S3FD with sfd_face.pth's key layout; forward returns (loc (N, P, 4), face score (N, P)).
 
-def _build_net():
-    torch = _torch()
-    nn = torch.nn
+    `face_alignment=True`: face_alignment's variant of the same weights' shapes (its net_s3fd.py): fc6
+    with padding 3 and no dilation, and the pool after conv3_3 in floor mode."""
 
-    class L2Norm(nn.Module):
-        def __init__(self, channels: int, scale: float):
-            super().__init__()
-            self.eps = 1e-10
-            self.weight = nn.Parameter(torch.full((channels,), float(scale)))
+    def __init__(self, face_alignment: bool = False):
+        super().__init__()
+        layers = []
+        for spec in _VGG:
+            if spec == "M" or (spec == "C" and face_alignment):
+                layers.append(nn.MaxPool2d(2, 2))
+            elif spec == "C":
+                layers.append(nn.MaxPool2d(2, 2, ceil_mode=True))
+            else:
+                layers += [nn.Conv2d(spec[0], spec[1], 3, 1, padding=1), nn.ReLU(inplace=True)]
+        fc6 = dict(padding=3) if face_alignment else dict(padding=6, dilation=6)
+        layers += [nn.Conv2d(512, 1024, 3, 1, **fc6), nn.ReLU(inplace=True),
+                   nn.Conv2d(1024, 1024, 1, 1), nn.ReLU(inplace=True)]
+        self.vgg = nn.ModuleList(layers)
+        for name, channels, scale in _L2NORM:
+            setattr(self, name, L2Norm(channels, scale))
+        self.extras = nn.ModuleList([nn.Conv2d(1024, 256, 1, 1), nn.Conv2d(256, 512, 3, 2, padding=1),
+                                     nn.Conv2d(512, 128, 1, 1), nn.Conv2d(128, 256, 3, 2, padding=1)])
+        self.loc = nn.ModuleList([nn.Conv2d(c, 4, 3, 1, padding=1) for c in _HEAD_CHANNELS])
+        self.conf = nn.ModuleList([nn.Conv2d(c, 4 if i == 0 else 2, 3, 1, padding=1)
+                                   for i, c in enumerate(_HEAD_CHANNELS)])
 
-        def forward(self, x):
-            norm = x.pow(2).sum(dim=1, keepdim=True).sqrt() + self.eps
-            return self.weight.view(1, -1, 1, 1) * torch.div(x, norm)
+    def sources(self, x):
+        # taps after conv3_3, conv4_3, conv5_3 (L2-normalised), fc7, and the two extra stages
+        taps = []
+        for k, layer in enumerate(self.vgg):
+            x = layer(x)
+            if k == 15:
+                taps.append(self.L2Norm3_3(x))
+            elif k == 22:
+                taps.append(self.L2Norm4_3(x))
+            elif k == 29:
+                taps.append(self.L2Norm5_3(x))
+        taps.append(x)
+        for k, layer in enumerate(self.extras):
+            x = torch.relu(layer(x))
+            if k % 2 == 1:
+                taps.append(x)
+        return taps
 
-    class Net(nn.Module):
-        """S3FD with sfd_face.pth's key layout; forward returns (loc (N, P, 4), face score (N, P)).
+    def heads(self, x):
+        """Per level (face/background logits (N, 2, h, w), offsets (N, 4, h, w)), background max-out applied."""
+        out = []
+        for i, tap in enumerate(self.sources(x)):
+            conf = self.conf[i](tap)
+            if i == 0:
+                conf = torch.cat((conf[:, 0:3].max(dim=1, keepdim=True)[0], conf[:, 3:]), dim=1)
+            out.append((conf, self.loc[i](tap)))
+        return out
 
-        `face_alignment=True`: face_alignment's variant of the same weights' shapes (its net_s3fd.py): fc6
-        with padding 3 and no dilation, and the pool after conv3_3 in floor mode."""
-
-        def __init__(self, face_alignment: bool = False):
-            super().__init__()
-            layers = []
-            for spec in _VGG:
-                if spec == "M" or (spec == "C" and face_alignment):
-                    layers.append(nn.MaxPool2d(2, 2))
-                elif spec == "C":
-                    layers.append(nn.MaxPool2d(2, 2, ceil_mode=True))
-                else:
-                    layers += [nn.Conv2d(spec[0], spec[1], 3, 1, padding=1), nn.ReLU(inplace=True)]
-            fc6 = dict(padding=3) if face_alignment else dict(padding=6, dilation=6)
-            layers += [nn.Conv2d(512, 1024, 3, 1, **fc6), nn.ReLU(inplace=True),
-                       nn.Conv2d(1024, 1024, 1, 1), nn.ReLU(inplace=True)]
-            self.vgg = nn.ModuleList(layers)
-            for name, channels, scale in _L2NORM:
-                setattr(self, name, L2Norm(channels, scale))
-            self.extras = nn.ModuleList([nn.Conv2d(1024, 256, 1, 1), nn.Conv2d(256, 512, 3, 2, padding=1),
-                                         nn.Conv2d(512, 128, 1, 1), nn.Conv2d(128, 256, 3, 2, padding=1)])
-            self.loc = nn.ModuleList([nn.Conv2d(c, 4, 3, 1, padding=1) for c in _HEAD_CHANNELS])
-            self.conf = nn.ModuleList([nn.Conv2d(c, 4 if i == 0 else 2, 3, 1, padding=1)
-                                       for i, c in enumerate(_HEAD_CHANNELS)])
-
-        def sources(self, x):
-            # taps after conv3_3, conv4_3, conv5_3 (L2-normalised), fc7, and the two extra stages
-            taps = []
-            for k, layer in enumerate(self.vgg):
-                x = layer(x)
-                if k == 15:
-                    taps.append(self.L2Norm3_3(x))
-                elif k == 22:
-                    taps.append(self.L2Norm4_3(x))
-                elif k == 29:
-                    taps.append(self.L2Norm5_3(x))
-            taps.append(x)
-            for k, layer in enumerate(self.extras):
-                x = torch.relu(layer(x))
-                if k % 2 == 1:
-                    taps.append(x)
-            return taps
-
-        def heads(self, x):
-            """Per level (face/background logits (N, 2, h, w), offsets (N, 4, h, w)), background max-out applied."""
-            out = []
-            for i, tap in enumerate(self.sources(x)):
-                conf = self.conf[i](tap)
-                if i == 0:
-                    conf = torch.cat((conf[:, 0:3].max(dim=1, keepdim=True)[0], conf[:, 3:]), dim=1)
-                out.append((conf, self.loc[i](tap)))
-            return out
-
-        def forward(self, x):
-            locs, confs, shapes = [], [], []
-            for conf, loc in self.heads(x):
-                locs.append(loc.permute(0, 2, 3, 1).reshape(x.shape[0], -1))
-                confs.append(conf.permute(0, 2, 3, 1).reshape(x.shape[0], -1))
-                shapes.append(tuple(conf.shape[2:]))
-            loc = torch.cat(locs, 1).view(x.shape[0], -1, 4)
-            scores = torch.softmax(torch.cat(confs, 1).view(x.shape[0], -1, 2), dim=-1)[..., 1]
-            self.feature_shapes = shapes
-            return loc, scores
-
-    return Net
+    def forward(self, x):
+        locs, confs, shapes = [], [], []
+        for conf, loc in self.heads(x):
+            locs.append(loc.permute(0, 2, 3, 1).reshape(x.shape[0], -1))
+            confs.append(conf.permute(0, 2, 3, 1).reshape(x.shape[0], -1))
+            shapes.append(tuple(conf.shape[2:]))
+        loc = torch.cat(locs, 1).view(x.shape[0], -1, 4)
+        scores = torch.softmax(torch.cat(confs, 1).view(x.shape[0], -1, 2), dim=-1)[..., 1]
+        self.feature_shapes = shapes
+        return loc, scores
 
 
-def S3FDNet(face_alignment: bool = False):
+def S3FDNet(face_alignment: bool = False) -> Net:
     """A fresh S3FD network (torch.nn.Module) with sfd_face.pth's state-dict layout (see Net for the variant)."""
-    return _build_net()(face_alignment)
+    return Net(face_alignment)
 
 
 def s3fd_priors(image_hw: tuple[int, int], feature_shapes) -> np.ndarray:
@@ -145,7 +136,6 @@ def s3fd_priors(image_hw: tuple[int, int], feature_shapes) -> np.ndarray:
 
 def decode_boxes(loc, priors):
     """(x0, y0, x1, y1) in [0, 1] units from offsets `loc` (P, 4) and priors (P, 4), in float32 torch."""
-    torch = _torch()
     boxes = torch.cat((priors[:, :2] + loc[:, :2] * VARIANCES[0] * priors[:, 2:],
                        priors[:, 2:] * torch.exp(loc[:, 2:] * VARIANCES[1])), 1)
     boxes[:, :2] -= boxes[:, 2:] / 2
@@ -158,7 +148,6 @@ def _nms_candidates(boxes, scores, overlap: float, max_candidates: int, stop_at:
 
     Stops once the best remaining score is <= `stop_at`: a box only suppresses lower-scored ones, and
     detect_faces reads the kept boxes only down to its threshold, so the rest cannot change the result."""
-    torch = _torch()
     x1, y1, x2, y2 = boxes.unbind(1)
     area = (x2 - x1) * (y2 - y1)
     _, order = scores.sort(0)  # ascending; the best candidates are at the end
@@ -209,7 +198,6 @@ def seeded_state_dict(seed: int = 0) -> dict:
     """
     from metrics.standin import seeded_array
 
-    torch = _torch()
     gains = {f"{name}.weight": scale for name, _, scale in _L2NORM}
     state = {}
     for key, tensor in S3FDNet().state_dict().items():
@@ -250,7 +238,6 @@ class S3FD:
         """Network outputs on one frame at one scale: (loc (P, 4), face score (P,), priors (P, 4)) in torch."""
         import cv2
 
-        torch = _torch()
         h, w = image_rgb.shape[:2]
         if min(round(h * scale), round(w * scale)) < MIN_INPUT_SIDE:
             from metrics.errors import InputError
@@ -268,7 +255,6 @@ class S3FD:
 
     def detect(self, image_rgb: np.ndarray) -> np.ndarray:
         """Faces in one uint8 (H, W, 3) RGB frame: float64 (K, 5) [x0, y0, x1, y1, score] in its pixels."""
-        torch = _torch()
         h, w = image_rgb.shape[:2]
         pixel_scale = torch.tensor([w, h, w, h], dtype=torch.float32)
         found = []
@@ -347,7 +333,6 @@ class FaceAlignmentSFD:
 
     def candidates(self, image_rgb: np.ndarray) -> np.ndarray:
         """get_predictions: (K, 5) [x0, y0, x1, y1, score] float64 of every anchor above the score floor."""
-        torch = _torch()
         if min(image_rgb.shape[:2]) < MIN_INPUT_SIDE:
             from metrics.errors import InputError
 
