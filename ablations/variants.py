@@ -22,7 +22,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from edtalk.train.config import TrainConfig, apply_overrides, train_preset, validate_overrides
+from edtalk.presets import train_preset
+from edtalk.train.config import TrainConfig, apply_overrides, validate_overrides
 from metrics.errors import InputError, suggest
 
 # Synonyms used in the paper and the release, mapped to our names, so a typo suggestion lands on the

@@ -1,7 +1,7 @@
 """Model configuration: sizes and the ablation switches, one dataclass feeding model, CLI and nox.
 
-`paper` has the official shapes (256 px, 512-d latent, LIA channel widths), so the released
-checkpoints load into it. `standard` and `smoke` are narrower, smaller presets that train on a CPU.
+Its named sizes (`paper`: the official shapes, so the released checkpoints load; `standard`, `smoke`:
+narrower models that train on a CPU) are in the one preset table, `edtalk.presets`.
 """
 from __future__ import annotations
 
@@ -65,17 +65,3 @@ class ModelConfig:
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
-
-
-MODEL_PRESETS: dict[str, ModelConfig] = {
-    "paper": ModelConfig(),
-    "standard": ModelConfig(size=128, latent_dim=256, channel_scale=0.25, eem_hidden=64, flow_grid="pixel-centres"),
-    "smoke": ModelConfig(size=64, latent_dim=128, channel_scale=0.125, eem_hidden=32, flow_grid="pixel-centres"),
-}
-
-
-def model_preset(name: str, **overrides) -> ModelConfig:
-    if name not in MODEL_PRESETS:
-        raise InputError(f"unknown model preset {name!r}{suggest(name, MODEL_PRESETS)}; "
-                         f"choose from {sorted(MODEL_PRESETS)}")
-    return dataclasses.replace(MODEL_PRESETS[name], **overrides) if overrides else MODEL_PRESETS[name]

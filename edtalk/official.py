@@ -18,9 +18,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from edtalk.config import model_preset
 from edtalk.model import EDTalk
 from edtalk.model.audio import Audio2Lip
+from edtalk.presets import model_preset
 from metrics.errors import CheckpointMismatchError, InputError, MissingWeightsError
 from metrics.utils import safe_torch_load, state_dict_differences
 

@@ -1,14 +1,22 @@
-"""`edtalk sweep`: train and evaluate ablation variants × seeds, resumably (locally or on Ray)."""
+"""`edtalk sweep`: train and evaluate ablation variants × seeds, resumably (locally or on Ray).
+
+What a preset sweeps by default (its protocol, variants and seeds) is its row of `edtalk.presets`,
+the table `nox -s reproduce` follows too.
+"""
 from __future__ import annotations
 
 
 def register(subparsers) -> None:
+    from edtalk.presets import PRESETS
+
     p = subparsers.add_parser("sweep", help="train + evaluate variants x seeds into one sweep directory")
-    p.add_argument("--protocol", default="synthetic-smoke")
-    p.add_argument("--variants", default="paper",
-                   help="comma-separated variant names, 'paper' (the paper's ablations) or 'all'")
-    p.add_argument("--seeds", type=int, default=1)
-    p.add_argument("--preset", default="smoke", help="training preset: smoke | standard | paper")
+    p.add_argument("--preset", default="smoke", help=f"{' | '.join(PRESETS)} (default smoke): training preset, "
+                   "and the protocol, variants and seeds used when those are not given")
+    p.add_argument("--protocol", default=None, help="default: the preset's (smoke: synthetic-smoke)")
+    p.add_argument("--variants", default=None,
+                   help="comma-separated variant names, 'paper' (the paper's ablations) or 'all'; default: the "
+                        "preset's (smoke: full,no-orthogonality,no-eem; standard: paper)")
+    p.add_argument("--seeds", type=int, default=None, help="default: the preset's (smoke 1, standard 3)")
     p.add_argument("--data", required=True, help="synthetic world directory")
     p.add_argument("--out", required=True)
     p.add_argument("--jobs", type=int, default=None,
@@ -27,10 +35,19 @@ def register(subparsers) -> None:
 def run(args) -> int:
     from ablations.sweep import PAPER_ABLATIONS, run_sweep
     from ablations.variants import list_variants
+    from edtalk.presets import get_preset
+    from metrics.errors import UserError
 
+    preset = get_preset(args.preset)
+    plan = preset.sweep or {"variants": "paper", "seeds": 1}
+    protocol = args.protocol or preset.protocol
+    if protocol is None:
+        raise UserError(f"preset {preset.name!r} has no protocol of its own; pass --protocol")
+    wanted = args.variants or plan["variants"]
     variants = {"paper": ",".join(PAPER_ABLATIONS), "all": ",".join(v.name for v in list_variants())}.get(
-        args.variants, args.variants)
-    summary = run_sweep(args.protocol, variants, args.seeds, args.out, args.data, args.preset, jobs=args.jobs,
+        wanted, wanted)
+    seeds = args.seeds if args.seeds is not None else int(plan["seeds"])
+    summary = run_sweep(protocol, variants, seeds, args.out, args.data, args.preset, jobs=args.jobs,
                         keep_going=args.keep_going, ray_address=args.ray_address, share_stages=args.share_stages)
     print(f"sweep: {len(summary['runs'])} runs done, {len(summary['failed'])} failed")
     for f in summary["failed"]:

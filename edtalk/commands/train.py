@@ -7,9 +7,11 @@ from __future__ import annotations
 
 
 def register(subparsers) -> None:
+    from edtalk.presets import PRESETS
+
     p = subparsers.add_parser("train", help="train EDTalk stages 0-2 (a variant) into a run directory",
                               description=__doc__.split("\n\n")[0])
-    p.add_argument("--preset", default="smoke", help="smoke | standard | paper (default smoke)")
+    p.add_argument("--preset", default="smoke", help=f"{' | '.join(PRESETS)} (default smoke; edtalk.presets)")
     p.add_argument("--variant", default="full", help="ablation variant (see `edtalk variants`; default full)")
     p.add_argument("--out", required=True, help="run directory (config, checkpoints, logs, samples)")
     p.add_argument("--data", default=None, help="synthetic world directory (default: generate one in memory)")

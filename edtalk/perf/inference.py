@@ -25,8 +25,8 @@ def _worker(preset: str, frames: int, batch: int, mode: str, scenario: str, out_
     import torch
 
     from edtalk.animate import animate, animate_per_frame
-    from edtalk.config import model_preset
     from edtalk.model import EDTalk
+    from edtalk.presets import model_preset
 
     torch.manual_seed(0)
     model = EDTalk(model_preset(preset)).eval()

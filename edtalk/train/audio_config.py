@@ -1,14 +1,13 @@
-"""Stage `audio` (paper stage 3) configuration: the parts it trains and the presets smoke|standard|paper."""
+"""Stage `audio` (paper stage 3) configuration: the parts it trains (its presets: edtalk.presets)."""
 from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
-from metrics.errors import InputError
-
 AUDIO_PARTS = ("mouth", "pose", "expression")
 FPS = 25
+
 
 @dataclass
 class AudioStageConfig:
@@ -46,32 +45,3 @@ class AudioStageConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
-
-
-def audio_stage_preset(name: str) -> AudioStageConfig:
-    """smoke: ~1 min on 2 CPU cores; standard: the numbers in the issue's closing note; paper: longer."""
-    if name == "smoke":
-        return AudioStageConfig(mouth_iters=150, pose_iters=200, exp_iters=300, pose_window=24)
-    if name == "standard":
-        return AudioStageConfig(
-            mouth_iters=1500,
-            pose_iters=1500,
-            exp_iters=1500,
-            pose_window=50,
-            pose_hidden=128,
-            pose_steps=8,
-            checkpoint_every=250,
-        )
-    if name == "paper":
-        return AudioStageConfig(
-            mouth_iters=20000,
-            pose_iters=20000,
-            exp_iters=5000,
-            mouth_batch=20,
-            pose_window=64,
-            pose_hidden=256,
-            pose_steps=12,
-            checkpoint_every=1000,
-            targets="model",
-        )
-    raise InputError(f"unknown audio-stage preset {name!r}; choose smoke, standard or paper")

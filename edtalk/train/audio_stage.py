@@ -26,7 +26,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from edtalk.train.audio_config import AUDIO_PARTS, AudioStageConfig, audio_stage_preset
+from edtalk.presets import audio_stage_preset
+from edtalk.train.audio_config import AUDIO_PARTS, AudioStageConfig
 from edtalk.train.audio_data import ClipRecord, records_from_world
 from edtalk.train.audio_eval import evaluate_audio2motion
 from edtalk.train.audio_parts import _Progress, train_expression, train_mouth, train_pose_flow

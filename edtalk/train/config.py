@@ -1,4 +1,4 @@
-"""Training configuration: losses, stages, the whole run, and the presets smoke|standard|paper.
+"""Training configuration: losses, stages and the whole run (its presets: edtalk.presets).
 
 One source of defaults for the CLI, nox and the sweep. The ablation switches are plain fields:
 the model ones (orthogonal, mouth/pose/expression bank, eem) live on `TrainConfig.model`, a typed
@@ -13,7 +13,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
-from edtalk.config import FACTORS, ModelConfig, model_preset
+from edtalk.config import FACTORS, ModelConfig
 from metrics.errors import InputError, suggest
 
 STAGE_NAMES = ("autoencoder", "mouth_pose", "expression")  # stages 0, 1, 2
@@ -77,7 +77,7 @@ STAGE_TRAINABLE = {
 class TrainConfig:
     preset: str = "smoke"
     seed: int = 0
-    model: ModelConfig = field(default_factory=lambda: model_preset("smoke"))
+    model: ModelConfig = field(default_factory=ModelConfig)  # a preset (edtalk.presets) sets its size
     losses: LossConfig = field(default_factory=LossConfig)
     stages: list[StageConfig] = field(default_factory=list)
     # Ablation switches handled by the trainer (model switches are in `model`).
@@ -128,55 +128,6 @@ class TrainConfig:
         return cls(**d)
 
 
-def _stages(iters: tuple[int, int, int], batch: tuple[int, int, int]) -> list[StageConfig]:
-    return [StageConfig(name, it, bs, trainable=STAGE_TRAINABLE[name])
-            for name, it, bs in zip(STAGE_NAMES, iters, batch, strict=True)]
-
-
-PRESETS = ("smoke", "standard", "paper")
-
-
-def train_preset(name: str) -> TrainConfig:
-    """smoke: minutes on 2 CPU cores; standard: a model good enough to separate ablations (GPU
-    hours); paper: the released code's batch sizes and the paper's 4K stage-1 iterations."""
-    if name == "smoke":
-        # Sized for 2 CPU cores (7-13 minutes, depending on the host): the source-copy init
-        # (image_path_init, flow_grid),
-        # 900 stage-0 steps with a cosine lr (450 left the held-out faces' motion unlearnt), L1 + a
-        # relu1_1-only, 2-scale perceptual term
-        # (relu2_1 doubled the step time at 64 px), Adam with momentum, and no GAN in any stage:
-        # from scratch, a discriminator over a few hundred steps only distorts the warps (measured on
-        # the smoke world: held-out PSNR 25.0 dB with D in stages 1-2 vs 25.8 dB without, and the
-        # jaw follows its driver only without). standard/paper keep the paper's GAN.
-        stages = [StageConfig("autoencoder", 900, 8, lr=0.005, trainable=STAGE_TRAINABLE["autoencoder"],
-                              use_gan=False, adam_beta1=0.9, lr_schedule="cosine"),
-                  StageConfig("mouth_pose", 100, 4, lr=0.002, trainable=STAGE_TRAINABLE["mouth_pose"],
-                              use_gan=False, adam_beta1=0.9, lr_schedule="cosine"),
-                  StageConfig("expression", 50, 8, lr=0.002, trainable=STAGE_TRAINABLE["expression"],
-                              use_gan=False, adam_beta1=0.9, lr_schedule="cosine")]
-        # The mouth-region L1 (weight 5) is what makes the mouth follow its driver at 64 px: held-out
-        # cross-driving, jaw vs the mouth driver 0.76 (per pair; 0.40 pooled) with it, 0.23 at weight 1
-        # and -0.02 without, for 0.5 dB of whole-frame PSNR (25.8 vs 26.3 dB; copying the source: 22.9).
-        return TrainConfig(preset="smoke", model=model_preset("smoke"), stages=stages,
-                           losses=LossConfig(perceptual_scales=(1.0, 0.5), perceptual_layers=1, mouth=5.0),
-                           log_every=10, checkpoint_every=100, sample_every=200,
-                           data_identities=18, data_clips_per_identity=3, data_frames=24)
-    if name == "standard":
-        # The smoke preset's mouth-region weight, carried over (the mouth is the same few percent of a
-        # 128 px frame); not yet measured at this size.
-        return TrainConfig(preset="standard", model=model_preset("standard"),
-                           stages=_stages((6000, 3000, 3000), (12, 4, 8)), losses=LossConfig(mouth=5.0),
-                           log_every=50, checkpoint_every=500, sample_every=1000,
-                           data_identities=24, data_clips_per_identity=8, data_frames=50)
-    if name == "paper":
-        # Stage 0 and 2 iteration counts are unknown (paper.md §2.5); 4K is the paper's stage-1 count.
-        return TrainConfig(preset="paper", model=model_preset("paper"),
-                           stages=_stages((100000, 4000, 20000), (12, 4, 4)),
-                           flow_init="release", image_path_init="release",
-                           log_every=100, checkpoint_every=3000, sample_every=3000)
-    raise InputError(f"unknown preset {name!r}{suggest(name, PRESETS)}; choose one of {', '.join(PRESETS)}")
-
-
 def apply_overrides(cfg: TrainConfig, overrides: dict[str, Any], where: str = "overrides") -> TrainConfig:
     """Return a copy of `cfg` with `{"model": {...}, "losses": {...}, field: value}` applied, after
     `validate_overrides` has accepted them against `cfg`."""
@@ -194,7 +145,7 @@ _TRAIN_SWITCHES = ("cross_reconstruction", "feature_loss", "joint_training")
 def validate_overrides(overrides: dict[str, Any], where: str = "overrides", base: TrainConfig | None = None) -> None:
     """Refuse overrides the trainer would reject late or, worse, silently ignore; one InputError line.
 
-    Checked against `base` (default: the smoke preset; every preset has the same switches): field
+    Checked against `base` (default: TrainConfig(); every preset has the same switches): field
     names (with a suggestion), boolean switches given as booleans, model values (ModelConfig's own
     checks, e.g. bank modes), and the combinations that make a switch meaningless:
     - `eem` on while `expression_bank` is "off" (or set on explicitly with `expression: false`): the

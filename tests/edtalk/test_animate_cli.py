@@ -12,8 +12,8 @@ from PIL import Image
 
 from benchmarks import media
 from edtalk.cli import main
-from edtalk.config import model_preset
 from edtalk.model import EDTalk
+from edtalk.presets import model_preset
 
 
 @pytest.fixture

@@ -11,8 +11,8 @@ from PIL import Image
 
 from benchmarks import media
 from edtalk.cli import main
-from edtalk.config import model_preset
 from edtalk.model import EDTalk
+from edtalk.presets import model_preset
 from edtalk.source_photo import load_source_image
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "faces" / "edtalk_source_reference.npz"

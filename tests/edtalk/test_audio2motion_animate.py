@@ -157,8 +157,8 @@ def test_with_the_real_model_render_and_reconstruction_training(tmp_path):
     renders through it (frozen), loaded from a run directory's model.pt."""
     import dataclasses
 
-    from edtalk.config import model_preset
     from edtalk.model import EDTalk
+    from edtalk.presets import model_preset
     from edtalk.train import audio_stage as A
     from metrics.utils import atomic_torch_save
 

@@ -8,8 +8,8 @@ import torch
 
 from edtalk import official
 from edtalk.animate import animate
-from edtalk.config import model_preset
 from edtalk.model import EDTalk
+from edtalk.presets import model_preset
 from metrics.errors import CheckpointMismatchError, InputError, MissingWeightsError
 
 

@@ -9,10 +9,10 @@ import torch
 from train_fakes import draw_face, tiny_pool
 
 from ablations.variants import VARIANTS, get_variant, resolve_config
-from edtalk.config import model_preset
+from edtalk.presets import model_preset, train_preset
 from edtalk.train import losses as L
 from edtalk.train.api import parse_stages
-from edtalk.train.config import TrainConfig, apply_overrides, train_preset
+from edtalk.train.config import TrainConfig, apply_overrides
 from edtalk.train.data import FramePool, PairDataset, PoolClip, ResumableDistributedSampler
 from edtalk.train.mouth_swap import mouth_box, similarity_transform, swap_mouth, three_points
 from metrics.errors import InputError, MissingWeightsError

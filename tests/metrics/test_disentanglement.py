@@ -266,8 +266,8 @@ def test_known_principal_angle():
 
 
 def test_bank_geometry_of_smoke_model():
-    from edtalk.config import model_preset
     from edtalk.model import EDTalk
+    from edtalk.presets import model_preset
 
     torch.manual_seed(0)
     cfg = model_preset("smoke")

@@ -12,8 +12,8 @@ from benchmarks.synthetic.writer import Preset, synthesize_world
 @pytest.fixture(scope="module")
 def world_and_run(tmp_path_factory):
     from benchmarks.evaluators import train_evaluators
-    from edtalk.config import model_preset
     from edtalk.model import EDTalk
+    from edtalk.presets import model_preset
 
     root = tmp_path_factory.mktemp("e2e")
     preset = Preset(identities=4, test_identities=2, emotions=("angry", "happy", "neutral", "sad"),

@@ -178,8 +178,8 @@ def _wrong_architecture(state: dict, drop: str, shape_of: str) -> dict:
 
 def test_wrong_architecture_lists_every_difference_generator(tmp_path):
     from edtalk import official
-    from edtalk.config import model_preset
     from edtalk.model import EDTalk
+    from edtalk.presets import model_preset
 
     with torch.device("meta"):  # keys and shapes only: no memory, no init
         own = EDTalk(model_preset("paper")).state_dict()
