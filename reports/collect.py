@@ -25,7 +25,7 @@ from typing import Any
 from benchmarks.protocols.engine import SCHEMA
 from metrics.errors import InputError
 
-__all__ = ["collect_results", "load_evaluators", "run_label"]
+__all__ = ["collect_results", "load_evaluators", "run_label", "run_seed"]
 
 RESULTS_NAMES = ("results.json",)
 RESULTS_SUFFIX = ".results.json"
@@ -50,7 +50,8 @@ def run_label(method: dict, path: Path, root: Path) -> str:
     return str(rel)
 
 
-def _seed(method: dict, provenance: dict) -> Any:
+def run_seed(method: dict, provenance: dict) -> Any:
+    """The seed of a run: the method's, else the first of the provenance's seeds."""
     if method.get("seed") is not None:
         return method["seed"]
     seeds = provenance.get("seeds") or {}
@@ -174,7 +175,7 @@ def collect_results(results_dir: str | os.PathLike) -> list[dict]:
             found.append({
                 "path": path,
                 "label": run_label(method, path, root),
-                "seed": _seed(method, prov),
+                "seed": run_seed(method, prov),
                 "protocol_id": str(proto.get("id") or f"{proto.get('name')}@{proto.get('version')}"),
                 "results": data,
                 "extras": _extras(path, method, root),

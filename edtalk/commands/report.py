@@ -1,7 +1,9 @@
-"""`edtalk report`: HTML and PDF comparison report of every results.json under a folder.
+"""`edtalk report`: HTML and PDF comparison report of every results.json under a folder, and the
+per-sample table as CSV (or Parquet) for your own analysis.
 
     edtalk report results/ --html --pdf
     edtalk report results/ --html --out site/ablations.html
+    edtalk report results/ --csv per_sample.csv      (only the table; add --html/--pdf for those too)
 """
 from __future__ import annotations
 
@@ -17,10 +19,21 @@ def register(subparsers) -> None:
                         "(default: DIR/report.html, DIR/report.pdf)")
     p.add_argument("--pdf-engine", default="auto", choices=("auto", "weasyprint", "matplotlib"),
                    help="auto: WeasyPrint, or the matplotlib fallback where it cannot run (default auto)")
+    p.add_argument("--csv", default=None, metavar="PATH",
+                   help="write the per-sample table (one row per run and case, one column per metric) as CSV; "
+                        "a PATH ending in .parquet writes Parquet (needs pyarrow)")
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
+    if args.csv is not None:
+        from reports.results_table import load_results, write_table
+
+        df = load_results(args.dir)
+        path = write_table(df, args.csv)
+        print(f"table: {path} ({len(df)} rows, {df['run'].nunique()} runs, metrics {', '.join(df.attrs['metrics'])})")
+        if not args.html and not args.pdf:
+            return 0
     from reports import render_report
 
     both = not args.html and not args.pdf  # neither flag: write both
