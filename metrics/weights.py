@@ -11,7 +11,7 @@ import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from .errors import MissingWeightsError
+from .errors import MissingWeightsError, suggest
 from .utils import sha256_file
 
 
@@ -129,11 +129,7 @@ def find(key: str, directory: str | os.PathLike | None = None) -> Path:
 
 def entry(key: str) -> WeightFile:
     if key not in MANIFEST:
-        import difflib
-
-        close = difflib.get_close_matches(key, list(MANIFEST), n=1)
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
-        raise MissingWeightsError(f"unknown weight file {key!r}{hint}; known: {', '.join(MANIFEST)}")
+        raise MissingWeightsError(f"unknown weight file {key!r}{suggest(key, MANIFEST)}; known: {', '.join(MANIFEST)}")
     return MANIFEST[key]
 
 

@@ -12,14 +12,13 @@ A `CropResult` also says which detector ran and how the run departed from the re
 """
 from __future__ import annotations
 
-import difflib
 import importlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from metrics.errors import InputError
+from metrics.errors import InputError, suggest
 
 __all__ = ["CropResult", "crop", "register", "styles"]
 
@@ -77,9 +76,7 @@ def _resolve(style: str) -> Callable[..., CropResult]:
     if style not in _STYLES and style in _STYLE_MODULES:
         importlib.import_module(_STYLE_MODULES[style])
     if style not in _STYLES:
-        close = difflib.get_close_matches(style, styles(), n=1)
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
-        raise InputError(f"unknown crop style {style!r}{hint}; known: {', '.join(styles())}")
+        raise InputError(f"unknown crop style {style!r}{suggest(style, styles())}; known: {', '.join(styles())}")
     return _STYLES[style]
 
 
