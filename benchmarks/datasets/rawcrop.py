@@ -13,7 +13,8 @@ the video's own audio stream, else MEAD's sibling `.m4a`, else a `.wav`/`.m4a` o
 Resumable: each finished clip (cropped or found faceless) leaves a small JSON record under
 `OUT/.crop-records/`, written last and atomically, so a re-run skips it; outputs are written to a
 temporary file and renamed. Memory stays flat in clip length for `edtalk-preprocess` (one streaming
-pass detects, a second crops); other styles hold one clip's 25 fps frames. The run ends with
+pass detects, a second crops straight into the writer); other styles get the video as a re-readable
+source and hold only their crops. The run ends with
 `OUT/crop_summary.json`: counts, the clips without a face, the unreadable ones, and each clip's record.
 """
 from __future__ import annotations
@@ -142,14 +143,13 @@ def crop_clip(root: Path, video: Path, out_dir: Path, style: str = "edtalk-prepr
         record = {"style": style, "detector": getattr(det, "name", type(det).__name__),
                   "deviations": list(deviations), "frames": n, **plan["info"]}
         start, end, box = plan["start"], plan["end"], plan["box"]
-        source_frames = None
     else:
-        source_frames = np.concatenate(list(frames_at_fps(video)))
         if style == "syncnet-track":
             options["detector"] = detector
         options.pop("trajectory", None)
-        result = crop(source_frames, style, **options)
-        record = {"frames": len(source_frames), **result.provenance()}
+        # a re-readable source: two-pass styles read the video twice instead of holding it
+        result = crop(lambda: (f for block in frames_at_fps(video) for f in block), style, **options)
+        record = {"frames": int(result.dropped + len(result.kept)), **result.provenance()}
         if isinstance(detector, _Named):  # the resolution's own reason (e.g. sfd_face.pth not found) is kept
             record["deviations"] = detector.deviations + [d for d in record["deviations"]
                                                           if not d.startswith("face detector")]

@@ -17,6 +17,7 @@ The release (the same rule in `data_preprocess_for_train/crop_video_MEAD.py` and
 Every trajectory yields a command writing the same output file, and the release runs them only while
 that file is absent, so the first trajectory to end is the clip's crop; `trajectory=k` takes another.
 `info["trajectories"]` lists all. The crop and scale here are ffmpeg's own filters (PyAV), on RGB frames.
+Frames may be an array, an iterable, or a zero-argument callable returning one (read twice, not held).
 
 The detector: face_alignment 1.3.x's S3FD (`metrics.crops.s3fd.FaceAlignmentSFD`, weights
 `s3fd-619a316812.pth`, key "s3fd-fa") when the file is found, which is the release's; else, recorded as a
@@ -32,6 +33,7 @@ from fractions import Fraction
 import numpy as np
 
 from metrics.crops import CropResult, register
+from metrics.crops.twopass import rereadable
 from metrics.errors import InputError
 
 __all__ = ["edtalk_preprocess", "trajectories", "clip_box", "crop_scale_ffmpeg", "plan_crop", "detector_for"]
@@ -160,34 +162,55 @@ def detector_for(frame_hw: tuple[int, int], detector="auto", weights=None, devic
                             auto_order=("s3fd-fa", "s3fd", "dlib-hog"))
 
 
+def _detect_pass(frames, detector, weights, device, detections):
+    """Pass 1: per-frame detections (unless given), the frame size and count, the detector's name and deviations."""
+    found, hw, count, det, name, deviations = [], None, 0, None, "given", []
+    for index, frame in enumerate(frames):
+        hw = frame.shape[:2]
+        if detections is None:
+            if det is None:
+                det, deviations = detector_for(hw, detector, weights, device)
+                name = getattr(det, "name", type(det).__name__)
+            found.append(np.asarray(det(frame), np.float64).reshape(-1, 5))
+        count = index + 1
+    if count == 0:
+        raise InputError("edtalk-preprocess got an empty clip (0 frames)")
+    if detections is not None and len(detections) != count:
+        raise InputError(f"edtalk-preprocess: {len(detections)} detection lists for {count} frames")
+    return (found if detections is None else list(detections)), hw, count, name, deviations
+
+
+def _crop_pass(frames, start: int, end: int, box, size: int, chunk: int = 32) -> np.ndarray:
+    """Pass 2: frames start .. end - 1 through ffmpeg's crop and scale, a chunk at a time."""
+    out = np.empty((end - start, size, size, 3), np.uint8)
+    block, first = [], start
+    for index, frame in enumerate(frames):
+        if index >= end:
+            break
+        if index >= start:
+            block.append(frame)
+        if len(block) == chunk:
+            out[first - start:first - start + len(block)] = crop_scale_ffmpeg(np.stack(block), box, size)
+            first, block = first + len(block), []
+    if block:
+        out[first - start:first - start + len(block)] = crop_scale_ffmpeg(np.stack(block), box, size)
+    return out
+
+
 @register("edtalk-preprocess")
 def edtalk_preprocess(frames, detector="auto", detections=None, trajectory: int | None = None,
                       increase: float = 0.1, iou_with_initial: float = 0.25, min_frames: int = 0, size: int = 256,
                       weights=None, device=None) -> CropResult:
-    if not isinstance(frames, np.ndarray) or frames.dtype != np.uint8 or frames.ndim != 4 or frames.shape[-1] != 3:
-        got = f"{getattr(frames, 'dtype', type(frames).__name__)} {getattr(frames, 'shape', '')}"
-        raise InputError(f"edtalk-preprocess needs uint8 (T, H, W, 3) RGB frames, got {got}; convert grey or "
-                         "RGBA video to RGB first")
-    if len(frames) == 0:
-        raise InputError("edtalk-preprocess got an empty clip (0 frames)")
-    deviations: list[str] = []
-    if detections is None:
-        det, deviations = detector_for(frames.shape[1:3], detector, weights, device)
-        detector_name = getattr(det, "name", type(det).__name__)
-        detections = [np.asarray(det(f), np.float64).reshape(-1, 5) for f in frames]
-    else:
-        detector_name = "given"
-        if len(detections) != len(frames):
-            raise InputError(f"edtalk-preprocess: {len(detections)} detection lists for {len(frames)} frames")
-    plan = plan_crop(detections, frames.shape[1:3], trajectory, increase, iou_with_initial, min_frames)
-    info = plan["info"]
+    source = rereadable(frames, "edtalk-preprocess")
+    detections, hw, n, detector_name, deviations = _detect_pass(source(), detector, weights, device, detections)
+    plan = plan_crop(detections, hw, trajectory, increase, iou_with_initial, min_frames)
     if plan["box"] is None:
         return CropResult(frames=np.zeros((0, size, size, 3), np.uint8), kept=np.zeros(0, np.int64),
                           boxes=np.zeros((0, 4)), style="edtalk-preprocess", detector=detector_name,
-                          deviations=deviations, dropped=len(frames), info=info)
+                          deviations=deviations, dropped=n, info=plan["info"])
     (left, top, w, h), start, end = plan["box"], plan["start"], plan["end"]
     kept = np.arange(start, end, dtype=np.int64)
-    crops = crop_scale_ffmpeg(frames[start:end], (left, top, w, h), size)
+    crops = _crop_pass(source(), start, end, (left, top, w, h), size)
     boxes = np.tile(np.array([left, top, left + w, top + h], np.float64), (len(kept), 1))
     return CropResult(frames=crops, kept=kept, boxes=boxes, style="edtalk-preprocess", detector=detector_name,
-                      deviations=deviations, dropped=len(frames) - len(kept), info=info)
+                      deviations=deviations, dropped=n - len(kept), info=plan["info"])

@@ -36,6 +36,7 @@ from __future__ import annotations
 import numpy as np
 
 from metrics.crops import CropResult, register
+from metrics.crops.twopass import rereadable
 from metrics.errors import InputError
 
 __all__ = ["syncnet_track", "content_shots", "content_values", "track_shot", "crop_windows", "crop_track", "detect_all"]
@@ -47,16 +48,6 @@ MEDIAN_KERNEL = 13
 _DOWNSCALE = {3200: 12, 2100: 8, 1700: 6, 1200: 5, 900: 4, 600: 3, 400: 2}
 
 
-def _check_frames(frames) -> np.ndarray:
-    if not isinstance(frames, np.ndarray) or frames.dtype != np.uint8 or frames.ndim != 4 or frames.shape[-1] != 3:
-        got = f"{getattr(frames, 'dtype', type(frames).__name__)} {getattr(frames, 'shape', '')}"
-        raise InputError(f"syncnet-track needs uint8 (T, H, W, 3) RGB frames, got {got}; convert grey or RGBA "
-                         "video to RGB first")
-    if len(frames) == 0:
-        raise InputError("syncnet-track got an empty clip (0 frames)")
-    return frames
-
-
 def downscale_factor(width: int) -> int:
     for w in sorted(_DOWNSCALE, reverse=True):
         if width >= w:
@@ -64,32 +55,42 @@ def downscale_factor(width: int) -> int:
     return 1
 
 
+def _hsv(frame: np.ndarray) -> np.ndarray:
+    import cv2
+
+    return cv2.cvtColor(np.ascontiguousarray(frame), cv2.COLOR_RGB2HSV).astype(np.int32)
+
+
+def _content_delta(hsv: np.ndarray, previous: np.ndarray) -> float:
+    delta = np.abs(hsv - previous).reshape(-1, 3).sum(0) / float(hsv.shape[0] * hsv.shape[1])
+    return float(sum(delta) / 3.0)
+
+
 def content_values(frames) -> np.ndarray:
     """ContentDetector's content_val per frame: mean |HSV difference| to the previous frame over the three
     channels, on frames subsampled by VideoManager's default downscale factor (NaN for the first frame)."""
-    import cv2
-
-    step = downscale_factor(frames.shape[2])
-    values = np.full(len(frames), np.nan)
-    previous = None
-    for i, frame in enumerate(frames):
-        hsv = cv2.cvtColor(np.ascontiguousarray(frame[::step, ::step]), cv2.COLOR_RGB2HSV).astype(np.int32)
-        if previous is not None:
-            delta = np.abs(hsv - previous).reshape(-1, 3).sum(0) / float(hsv.shape[0] * hsv.shape[1])
-            values[i] = sum(delta) / 3.0
+    values, previous = [], None
+    for frame in frames:
+        step = downscale_factor(frame.shape[1])
+        hsv = _hsv(frame[::step, ::step])
+        values.append(np.nan if previous is None else _content_delta(hsv, previous))
         previous = hsv
-    return values
+    return np.asarray(values, np.float64)
+
+
+def _shots_from_values(values: np.ndarray, threshold: float = 30.0, min_scene_len: int = 15) -> list[tuple[int, int]]:
+    cuts, last_cut = [], None
+    for i, value in enumerate(values):
+        if value >= threshold and (last_cut is None or i - last_cut >= min_scene_len):
+            cuts.append(i)
+            last_cut = i
+    bounds = [0, *cuts, len(values)]
+    return list(zip(bounds[:-1], bounds[1:], strict=True))
 
 
 def content_shots(frames, threshold: float = 30.0, min_scene_len: int = 15) -> list[tuple[int, int]]:
     """PySceneDetect 0.5.1 ContentDetector() with VideoManager.set_downscale_factor(): [(start, end), ...]."""
-    cuts, last_cut = [], None
-    for i, value in enumerate(content_values(frames)):
-        if value >= threshold and (last_cut is None or i - last_cut >= min_scene_len):
-            cuts.append(i)
-            last_cut = i
-    bounds = [0, *cuts, len(frames)]
-    return list(zip(bounds[:-1], bounds[1:], strict=True))
+    return _shots_from_values(content_values(frames), threshold, min_scene_len)
 
 
 def detect_all(frames, detector) -> list[np.ndarray]:
@@ -160,30 +161,66 @@ def crop_windows(bboxes: np.ndarray, crop_scale: float = 0.4) -> tuple[np.ndarra
             signal.medfilt(y, kernel_size=MEDIAN_KERNEL))
 
 
-def crop_track(frames, track: dict, crop_scale: float = 0.4, size: int = 224):
-    """crop_video's pixels for one track: (crops uint8 (N, size, size, 3), windows float (N, 4))."""
+def crop_frame(frame: np.ndarray, bs: float, x: float, y: float, crop_scale: float = 0.4, size: int = 224):
+    """crop_video's pixels for one frame: (crop uint8 (size, size, 3), window (x0, y0, x1, y1) in the frame)."""
     import cv2
 
-    s, x, y = crop_windows(track["bbox"], crop_scale)
     cs = crop_scale
-    crops = np.empty((len(track["frame"]), size, size, 3), np.uint8)
-    windows = np.empty((len(track["frame"]), 4), np.float64)
-    for k, frame_index in enumerate(track["frame"]):
-        bs = s[k]
-        bsi = int(bs * (1 + 2 * cs))
-        padded = np.pad(frames[frame_index], ((bsi, bsi), (bsi, bsi), (0, 0)), "constant",
-                        constant_values=(PAD_VALUE, PAD_VALUE))
-        my, mx = y[k] + bsi, x[k] + bsi
-        rows = (int(my - bs), int(my + bs * (1 + 2 * cs)))
-        cols = (int(mx - bs * (1 + cs)), int(mx + bs * (1 + cs)))
-        face = padded[rows[0]:rows[1], cols[0]:cols[1]]
-        if face.shape[0] < 1 or face.shape[1] < 1:
-            raise InputError(f"syncnet-track: the crop window of frame {int(frame_index)} is empty (face box "
-                             f"{np.round(track['bbox'][k], 1).tolist()} outside the {frames.shape[2]}x"
-                             f"{frames.shape[1]} frame)")
-        crops[k] = cv2.resize(face, (size, size))
-        windows[k] = (cols[0] - bsi, rows[0] - bsi, cols[1] - bsi, rows[1] - bsi)
-    return crops, windows
+    bsi = int(bs * (1 + 2 * cs))
+    padded = np.pad(frame, ((bsi, bsi), (bsi, bsi), (0, 0)), "constant", constant_values=(PAD_VALUE, PAD_VALUE))
+    my, mx = y + bsi, x + bsi
+    rows = (int(my - bs), int(my + bs * (1 + 2 * cs)))
+    cols = (int(mx - bs * (1 + cs)), int(mx + bs * (1 + cs)))
+    face = padded[rows[0]:rows[1], cols[0]:cols[1]]
+    if face.shape[0] < 1 or face.shape[1] < 1:
+        raise InputError(f"syncnet-track: the crop window {cols[0] - bsi, rows[0] - bsi, cols[1] - bsi, rows[1] - bsi}"
+                         f" holds no pixel of the {frame.shape[1]}x{frame.shape[0]} frame")
+    return cv2.resize(face, (size, size)), (cols[0] - bsi, rows[0] - bsi, cols[1] - bsi, rows[1] - bsi)
+
+
+def crop_track(frames, track: dict, crop_scale: float = 0.4, size: int = 224, expected: int | None = None):
+    """crop_video's pixels for one track over `frames` (any iterable of checked frames, read once in order):
+    (crops uint8 (N, size, size, 3), kept frame indices (N,), windows float (N, 4))."""
+    from metrics.crops.common import CropCollector
+
+    s, x, y = crop_windows(track["bbox"], crop_scale)
+    first, last = int(track["frame"][0]), int(track["frame"][-1])
+    out = CropCollector(size, (4,), expected=len(track["frame"]) if expected is None else expected)
+    for index, frame in enumerate(frames):
+        if index > last:
+            break
+        if index >= first:
+            k = index - first
+            crop, window = crop_frame(frame, s[k], x[k], y[k], crop_scale, size)
+            out.add(index, crop, window)
+    return out.arrays()
+
+
+def _first_pass(frames, detector, detections, want_shots: bool):
+    """One read of the clip: per-frame detections (unless given), ContentDetector values, the frame count."""
+    found, values, previous, count = [], [], None, 0
+    for index, frame in enumerate(frames):
+        if detector is not None:
+            found.append(np.asarray(detector(frame), dtype=np.float64).reshape(-1, 5))
+        if want_shots:
+            step = downscale_factor(frame.shape[1])
+            hsv = _hsv(frame[::step, ::step])
+            values.append(np.nan if previous is None or previous.shape != hsv.shape else _content_delta(hsv, previous))
+            previous = hsv
+        count = index + 1
+    if count == 0:
+        raise InputError("syncnet-track got an empty clip (0 frames)")
+    if detections is not None and len(detections) != count:
+        raise InputError(f"syncnet-track: {len(detections)} detection lists for {count} frames")
+    return (found if detector is not None else list(detections)), np.asarray(values, np.float64), count
+
+
+def _choose(tracks: list, track: int | None) -> int:
+    if track is None:  # the longest; the first of equal ones
+        return max(range(len(tracks)), key=lambda k: (len(tracks[k]["frame"]), -k))
+    if not 0 <= int(track) < len(tracks):
+        raise InputError(f"syncnet-track: track {track} asked for, the clip has {len(tracks)} face track(s)")
+    return int(track)
 
 
 @register("syncnet-track")
@@ -191,8 +228,9 @@ def syncnet_track(frames, detector="auto", detections=None, shots=None, track: i
                   facedet_scale: float = 0.25, conf_threshold: float = 0.9, crop_scale: float = 0.4,
                   min_track: int = 100, num_failed_det: int = 25, min_face_size: float = 100, size: int = 224,
                   weights=None, device=None) -> CropResult:
-    frames = _check_frames(frames)
+    source = rereadable(frames, "syncnet-track")
     deviations: list[str] = []
+    det, detector_name = None, "given"
     if detections is None:
         from metrics.crops.detectors import resolve_detector
 
@@ -200,13 +238,9 @@ def syncnet_track(frames, detector="auto", detections=None, shots=None, track: i
                                            s3fd_options={"conf_threshold": conf_threshold,
                                                          "scales": (facedet_scale,)})
         detector_name = getattr(det, "name", type(det).__name__)
-        detections = detect_all(frames, det)
-    else:
-        detector_name = "given"
-        if len(detections) != len(frames):
-            raise InputError(f"syncnet-track: {len(detections)} detection lists for {len(frames)} frames")
+    detections, values, n = _first_pass(source(), det, detections, shots is None)
     shot_source = "given" if shots is not None else "content-detector"
-    shots = content_shots(frames) if shots is None else [(int(a), int(b)) for a, b in shots]
+    shots = _shots_from_values(values) if shots is None else [(int(a), int(b)) for a, b in shots]
     stats = dict.fromkeys(("short_shots", "short_tracks", "short_track_faces", "small_tracks", "small_track_frames"), 0)
     tracks = []
     for start, end in shots:
@@ -220,20 +254,12 @@ def syncnet_track(frames, detector="auto", detections=None, shots=None, track: i
             "tracks": [{"start": int(t["frame"][0]), "end": int(t["frame"][-1]) + 1,
                         "mean_side": round(float(np.mean(np.maximum(t["bbox"][:, 2] - t["bbox"][:, 0],
                                                                     t["bbox"][:, 3] - t["bbox"][:, 1]))), 2)}
-                       for t in tracks]}
+                       for t in tracks], "chosen_track": None}
     if not tracks:
-        info["chosen_track"] = None
         return CropResult(frames=np.zeros((0, size, size, 3), np.uint8), kept=np.zeros(0, np.int64),
                           boxes=np.zeros((0, 4)), style="syncnet-track", detector=detector_name,
-                          deviations=deviations, dropped=len(frames), info=info)
-    if track is None:
-        chosen = max(range(len(tracks)), key=lambda k: (len(tracks[k]["frame"]), -k))
-    elif not 0 <= int(track) < len(tracks):
-        raise InputError(f"syncnet-track: track {track} asked for, the clip has {len(tracks)} face track(s)")
-    else:
-        chosen = int(track)
-    info["chosen_track"] = chosen
-    crops, windows = crop_track(frames, tracks[chosen], crop_scale, size)
-    kept = tracks[chosen]["frame"].astype(np.int64)
+                          deviations=deviations, dropped=n, info=info)
+    info["chosen_track"] = chosen = _choose(tracks, track)
+    crops, kept, windows = crop_track(source(), tracks[chosen], crop_scale, size)
     return CropResult(frames=crops, kept=kept, boxes=windows, style="syncnet-track", detector=detector_name,
-                      deviations=deviations, dropped=len(frames) - len(kept), info=info)
+                      deviations=deviations, dropped=n - len(kept), info=info)

@@ -92,12 +92,29 @@ def test_runs_a_detector_and_records_the_deviation(tmp_path, monkeypatch):
 
 
 def test_bad_input_is_one_line():
-    with pytest.raises(InputError, match="RGB frames, got uint8 \\(2, 32, 32\\)"):
+    with pytest.raises(InputError, match="grey \\(T, H, W\\)"):
         edtalk_preprocess(np.zeros((2, 32, 32), np.uint8))
     with pytest.raises(InputError, match="RGBA"):
         edtalk_preprocess(np.zeros((2, 32, 32, 4), np.uint8))
-    tiny = edtalk_preprocess(np.full((3, 16, 16, 3), 90, np.uint8), detector="dlib-hog")
-    assert len(tiny.kept) == 0 and tiny.dropped == 3
+    with pytest.raises(InputError, match="16x16 pixels, too small"):
+        edtalk_preprocess(np.full((3, 16, 16, 3), 90, np.uint8), detector="dlib-hog")
+    with pytest.raises(InputError, match="empty clip"):
+        edtalk_preprocess(np.zeros((0, 64, 64, 3), np.uint8))
+    plain = edtalk_preprocess(np.full((3, 64, 64, 3), 90, np.uint8), detector="dlib-hog")
+    assert len(plain.kept) == 0 and plain.dropped == 3
+
+
+def test_streams_from_a_rereadable_source(reference, tmp_path_factory):
+    frames, detections = _clip(reference, "a", tmp_path_factory)
+    reads = []
+
+    def source():
+        reads.append(1)
+        return (f for f in frames)
+
+    streamed = edtalk_preprocess(source, detections=detections, trajectory=1)
+    assert len(reads) == 2
+    assert np.array_equal(streamed.frames, edtalk_preprocess(frames, detections=detections, trajectory=1).frames)
 
 
 # edtalk-source: tests/fixtures/faces/edtalk_source_reference.npz holds what the release's own

@@ -118,17 +118,33 @@ def test_detector_runs_and_is_recorded_as_a_deviation(monkeypatch, tmp_path):
 
 
 def test_bad_input_is_one_line():
-    with pytest.raises(InputError, match="uint8 \\(T, H, W, 3\\) RGB"):
-        syncnet_track(np.zeros((3, 64, 64), np.uint8))            # grey
-    with pytest.raises(InputError, match="RGBA"):
-        syncnet_track(np.zeros((3, 64, 64, 4), np.uint8))         # alpha
+    with pytest.raises(InputError, match="grey \\(T, H, W\\).*crops need RGB"):
+        syncnet_track(np.zeros((3, 64, 64), np.uint8))
+    with pytest.raises(InputError, match="4 channels \\(RGBA\\)"):
+        syncnet_track(np.zeros((3, 64, 64, 4), np.uint8))
     with pytest.raises(InputError, match="empty clip"):
         syncnet_track(np.zeros((0, 64, 64, 3), np.uint8))
     with pytest.raises(InputError, match="3 detection lists for 2 frames"):
         syncnet_track(np.zeros((2, 64, 64, 3), np.uint8), detections=[np.zeros((0, 5))] * 3)
-    tiny = np.full((5, 16, 16, 3), 128, np.uint8)                  # no face: nothing kept, all counted
-    result = syncnet_track(tiny, detector="dlib-hog")
-    assert len(result.kept) == 0 and result.dropped == 5 and result.info["frames_with_faces"] == 0
+    with pytest.raises(InputError, match="16x16 pixels, too small to hold a detectable face"):
+        syncnet_track(np.full((5, 16, 16, 3), 128, np.uint8), detector="dlib-hog")
+    plain = syncnet_track(np.full((5, 64, 64, 3), 128, np.uint8), detector="dlib-hog")  # no face: all counted
+    assert len(plain.kept) == 0 and plain.dropped == 5 and plain.info["frames_with_faces"] == 0
+
+
+def test_streams_from_a_rereadable_source(reference, tmp_path_factory):
+    frames, detections = _clip(reference, "b", tmp_path_factory)
+    reads = []
+
+    def source():
+        reads.append(1)
+        return (f for f in frames)
+
+    options = dict(detections=detections, shots=[(0, 30)], min_track=10, min_face_size=40)
+    streamed = syncnet_track(source, **options)
+    assert len(reads) == 2 and np.array_equal(streamed.frames, syncnet_track(frames, **options).frames)
+    once = syncnet_track(iter(list(frames)), **options)  # a one-shot iterator is held for the second pass
+    assert np.array_equal(once.frames, streamed.frames)
 
 
 def test_shots_match_pyscenedetect_content_detector(tmp_path):
