@@ -26,10 +26,15 @@ starts), `track=k` the k-th. `info["tracks"]` describes all of them. `boxes` are
 (x0, y0, x1, y1) in input pixels, which may reach outside the frame (that part is grey 110). Frames
 outside the chosen track are dropped and counted.
 
-The detector is pluggable (`detector=`: "auto", "s3fd", "mtcnn", "dlib-hog" or a callable, see
-metrics.crops.detectors); `detections=` takes per-frame (K, 5) arrays instead of detecting, and
-`shots=` a list of (start, end) frame ranges instead of the ContentDetector. Frames must already be
-at 25 fps, as the reference converts first (`benchmarks.media.conform_fps`).
+The detector is pluggable (`detector=`: "auto", "s3fd", "s3fd-fa", "mtcnn", "dlib-hog" or a callable, see
+metrics.crops.detectors): "auto" is S3FD when `sfd_face.pth` is found, else dlib HOG, recorded in
+`deviations` with the reason (HOG boxes are tighter than S3FD's, so its crops frame the face closer).
+`detections=` takes per-frame (K, 5) arrays instead of detecting, and `shots=` a list of (start, end)
+frame ranges instead of the ContentDetector. Frames (an array, an iterable, or a zero-argument callable
+returning one, read twice without holding the clip) must already be at 25 fps, as the reference
+converts first (`benchmarks.media.conform_fps`). Left to the caller, as outside the crop: the
+reference decodes through JPEG (`-qscale:v 2`) and writes its crops through XVID; the crops here are
+the pixels it hands its video writer.
 """
 from __future__ import annotations
 
