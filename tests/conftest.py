@@ -8,17 +8,31 @@ import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED = Path(os.environ.get("EDTALK_SHARED", ROOT.parent / "shared"))
-PARITY = SHARED / "parity"
+# Outputs of the reference implementations on seeded weights (tests/fixtures/parity/README.md says which).
+PARITY = ROOT / "tests" / "fixtures" / "parity"
 
 os.environ.setdefault("MPLBACKEND", "Agg")
 
 
 @pytest.fixture(scope="session")
 def parity_dir() -> Path:
-    if not PARITY.is_dir():
-        pytest.fail(f"parity fixtures not found at {PARITY}: put ../shared beside the checkout or set EDTALK_SHARED")
     return PARITY
+
+
+@pytest.fixture(scope="session")
+def official_standins(tmp_path_factory):
+    """`official_standins(seed)` -> a folder with EDTalk.pt, Audio2Lip.pt, EDTalk_lip_pose.pt of that seed."""
+    from edtalk.standin import write_official_standins
+
+    made = {}
+
+    def build(seed: int) -> Path:
+        if seed not in made:
+            made[seed] = tmp_path_factory.mktemp(f"official-seed{seed}")
+            write_official_standins(seed, made[seed])
+        return made[seed]
+
+    return build
 
 
 @pytest.fixture

@@ -1,9 +1,6 @@
 """Our model on the release's checkpoints reproduces the official outputs (parity_seed1.npz)."""
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import numpy as np
 import pytest
 import torch
@@ -12,17 +9,14 @@ from edtalk import official
 from edtalk.animate import animate, animate_per_frame
 
 TOL = 1e-4
-
-
-def build(parity_dir, seed, out):
-    subprocess.run([sys.executable, str(parity_dir / "build_checkpoints.py"), str(seed), str(out)], check=True,
-                   capture_output=True)
-    return out
+# Generated frames are compared in float64 (tests/fixtures/parity/README.md: in float32 the seeded network
+# amplifies rounding to whole grey levels, so a float32 image fixture holds only on the CPU that made it).
+TOL64 = 1e-6
 
 
 @pytest.fixture(scope="module")
-def seed1(parity_dir, tmp_path_factory):
-    ck = build(parity_dir, 1, tmp_path_factory.mktemp("ck1"))
+def seed1(parity_dir, official_standins):
+    ck = official_standins(1)
     data = dict(np.load(parity_dir / "parity_seed1.npz"))
     return ck, {k: torch.from_numpy(v) for k, v in data.items()}
 
@@ -30,6 +24,14 @@ def seed1(parity_dir, tmp_path_factory):
 @pytest.fixture(scope="module")
 def generator(seed1):
     return official.load_generator(seed1[0] / "EDTalk.pt")
+
+
+@pytest.fixture(scope="module")
+def seed1_float64(seed1, parity_dir):
+    """float64 inputs, models and the official float64 outputs."""
+    ck, d = seed1
+    ref = {k: torch.from_numpy(v) for k, v in np.load(parity_dir / "parity_seed1_float64.npz").items()}
+    return {k: v.double() for k, v in d.items()}, ref
 
 
 def maxdiff(a, b):
@@ -47,33 +49,38 @@ def test_bases_and_heads(generator, seed1):
     assert maxdiff(c["expression"], d["alpha_exp"]) <= TOL
 
 
-def test_video_driven_batched_and_per_frame(generator, seed1):
-    _, d = seed1
+def test_video_driven_batched_and_per_frame(seed1, seed1_float64):
+    d, ref = seed1_float64
+    g = official.load_generator(seed1[0] / "EDTalk.pt").double()
     kw = dict(mouth=d["mouth"], pose=d["pose"], expression=d["expression"])
-    assert maxdiff(animate(generator, d["source"], **kw), d["video_driven"]) <= TOL
-    assert maxdiff(animate_per_frame(generator, d["source"], **kw), d["video_driven"]) <= TOL
+    assert maxdiff(animate(g, d["source"], **kw), ref["video_driven"]) <= TOL64
+    assert maxdiff(animate_per_frame(g, d["source"], **kw), ref["video_driven"]) <= TOL64
 
 
-def test_audio_driven(generator, seed1):
-    ck, d = seed1
+def test_audio_driven(seed1, seed1_float64):
+    ck, d32 = seed1
     a2l = official.load_audio2lip(ck / "Audio2Lip.pt")
     with torch.no_grad():
-        coeffs = a2l(d["mel"])
-    assert maxdiff(coeffs, d["audio2lip"]) <= TOL
-    out = animate(generator, d["source"], mouth_coeffs=coeffs, pose=d["pose"], expression=d["expression"])
-    assert maxdiff(out, d["audio_driven"]) <= TOL
+        assert maxdiff(a2l(d32["mel"]), d32["audio2lip"]) <= TOL  # float32, against the float32 official output
+    d, ref = seed1_float64
+    with torch.no_grad():
+        coeffs = a2l.double()(d["mel"])
+    assert maxdiff(coeffs, ref["audio2lip"]) <= TOL64
+    g = official.load_generator(ck / "EDTalk.pt").double()
+    out = animate(g, d["source"], mouth_coeffs=coeffs, pose=d["pose"], expression=d["expression"])
+    assert maxdiff(out, ref["audio_driven"]) <= TOL64
 
 
-def test_lip_pose_reconstruct(seed1):
-    ck, d = seed1
-    lp = official.load_lip_pose_generator(ck / "EDTalk_lip_pose.pt")
+def test_lip_pose_reconstruct(seed1, seed1_float64):
+    d, ref = seed1_float64
+    lp = official.load_lip_pose_generator(seed1[0] / "EDTalk_lip_pose.pt").double()
     out = animate(lp, d["source"], mouth=d["mouth"], pose=d["mouth"])
-    assert maxdiff(out, d["lip_pose_reconstruct"]) <= TOL
+    assert maxdiff(out, ref["lip_pose_reconstruct"]) <= TOL64
 
 
-def test_other_seed_batched_equals_release_procedure(parity_dir, tmp_path_factory):
+def test_other_seed_batched_equals_release_procedure(official_standins):
     """Seed 2: batched fast path == the release's per-frame procedure; QR invariants hold."""
-    ck = build(parity_dir, 2, tmp_path_factory.mktemp("ck2"))
+    ck = official_standins(2)
     g = official.load_generator(ck / "EDTalk.pt")
     gen = torch.Generator().manual_seed(0)
     src = torch.rand(1, 3, 256, 256, generator=gen) * 2 - 1
