@@ -84,7 +84,7 @@ def animate_chunks(model: EDTalk, source: torch.Tensor, mouth=None, pose=None, e
         encoded: dict[int, dict[str, torch.Tensor]] = {}
         for f in factors:
             if given[f] is not None:
-                c = given[f].to(dev, torch.float32)
+                c = given[f].to(dev, lat_src.dtype)  # the model's dtype (float64 in the parity test)
                 coeffs[f] = (c if c.shape[0] == 1 else c[start:stop]).expand(b, -1)
             elif drivers[f] is not None:
                 x = drivers[f]
