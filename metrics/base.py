@@ -8,7 +8,8 @@ DistributedDataParallel ranks, and `forward()` (calling the metric), `merge_stat
 
 * `name`: the metric's column in results tables;
 * `protocol`: a dict that records how the number was made (network, crop, aggregation, reference);
-* `as_state` / `per_sample`: numpy values in and out of tensor states (the metrics take numpy frames).
+* `as_state` / `append_sample` / `per_sample`: numpy values in and out of tensor states (the metrics take
+  numpy frames).
 
 Every metric here is computed without gradients and from running totals or per-sample lists, so
 `is_differentiable` is False and `full_state_update` is False (a batch's update never reads the states).
@@ -40,6 +41,15 @@ class Metric(torchmetrics.Metric):
         if isinstance(value, torch.Tensor):
             return value.detach().to(device=self.device, dtype=dtype)
         return torch.as_tensor(np.asarray(value), dtype=dtype, device=self.device)
+
+    def append_sample(self, state: str, value: Any) -> None:
+        """Append one sample's value to the "cat" state `state` as a row of shape (1, ...).
+
+        Rows, not 0-d scalars: torchmetrics gathers a rank's list as one tensor, and a rank holding a single
+        0-d entry would otherwise send a shape of another rank (dimension) than the others.
+        """
+        tensor = self.as_state(value)
+        getattr(self, state).append(tensor.reshape(1, *tensor.shape))
 
     def per_sample(self, state: str) -> np.ndarray:
         """A "cat" state as one numpy array, one entry (row) per sample; empty before any update.

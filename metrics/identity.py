@@ -46,7 +46,7 @@ class IdentitySimilarity(Metric):
             if self.embedder is None:
                 self.embedder = ArcFaceEmbedder()
             source, generated = embed(self.embedder, source, source_kps), embed(self.embedder, generated, generated_kps)
-        self.per_video.append(self.as_state(csim_per_frame(source, generated).mean()))
+        self.append_sample("per_video", csim_per_frame(source, generated).mean())
 
     def update_embeddings(self, source_emb, generated_emb) -> None:
         """`update` with precomputed embeddings: (D,) or (N, D) source, (N, D) generated."""

@@ -36,7 +36,7 @@ class _FrameMetric(Metric):
         self.total += float(finite.sum())
         self.count += float(len(finite))
         if len(finite):
-            self.video_means.append(self.as_state(finite.mean()))
+            self.append_sample("video_means", finite.mean())
 
     def compute(self) -> float:
         if not self.count:

@@ -136,7 +136,7 @@ class _LandmarkDistance(Metric):
         self.frames += int(valid.sum())
         self.skipped += int((~valid).sum())
         if valid.any():  # EAT skips videos without a single valid frame
-            self.per_video.append(self.as_state(d[valid].mean()))
+            self.append_sample("per_video", d[valid].mean())
 
     def update_frames(self, frames_pred, frames_target, detector=None, source=None) -> None:
         """One video from frames: pair (EAT linspace), detect with `detector` (else the metric's), update.

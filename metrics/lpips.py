@@ -50,7 +50,7 @@ class LearnedPerceptualImagePatchSimilarity(Metric):
                            check_range=self.check_range)
         self.total += float(d.sum())
         self.count += len(d)
-        self.video_means.append(self.as_state(float(d.mean())))
+        self.append_sample("video_means", float(d.mean()))
 
     def compute(self) -> float:
         if not self.count:

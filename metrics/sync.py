@@ -170,7 +170,7 @@ class LipSyncError(Metric):
     def update(self, frames: np.ndarray, audio: np.ndarray, sample_rate: int = 16000) -> None:
         d = sync_distances(self.model, frames, audio, sample_rate, self.vshift, self.batch_size, self.crop_size)
         r = lse_from_distances(d, self.vshift)
-        self.clip_scores.append(self.as_state([[r[k] for k in CLIP_SCORES]]))
+        self.append_sample("clip_scores", [r[k] for k in CLIP_SCORES])
 
     @property
     def per_clip(self) -> list[dict]:
