@@ -3,7 +3,9 @@
 16 kHz audio -> pre-emphasis 0.97 -> |STFT| (n_fft 800, hop 200, win 800, Hann, centred) -> 80 Slaney
 mel bands (55..7600 Hz) -> dB (floor -100 dB) - 20 dB reference -> symmetric normalisation to +-4.
 That is 80 mel frames per second; each 25 fps video frame gets a 16-frame (0.2 s) window.
-Pure numpy, so it runs anywhere (no numba JIT on first call).
+The STFT and the filterbank are librosa's, as in the release: equal to its output (max abs error 0.0 on
+tests/fixtures/parity/mel_fixture.npz). librosa's first STFT in a process costs a few seconds (numba);
+after that it is faster than the numpy version this replaced (0.17 vs 0.24 s per minute of audio).
 """
 from __future__ import annotations
 
@@ -29,51 +31,25 @@ MEL_STEP = 16          # mel frames per video-frame window
 MEL_PER_SECOND = SAMPLE_RATE / HOP
 
 
-def _hz_to_mel(f):
-    f = np.asarray(f, dtype=np.float64)
-    f_sp = 200.0 / 3
-    mels = f / f_sp
-    min_log_hz = 1000.0
-    logstep = np.log(6.4) / 27.0
-    return np.where(f >= min_log_hz, min_log_hz / f_sp + np.log(np.maximum(f, 1e-10) / min_log_hz) / logstep, mels)
-
-
-def _mel_to_hz(m):
-    m = np.asarray(m, dtype=np.float64)
-    f_sp = 200.0 / 3
-    min_log_hz = 1000.0
-    min_log_mel = min_log_hz / f_sp
-    logstep = np.log(6.4) / 27.0
-    return np.where(m >= min_log_mel, min_log_hz * np.exp(logstep * (m - min_log_mel)), f_sp * m)
-
-
 @lru_cache(maxsize=4)
 def mel_basis(sr: int = SAMPLE_RATE, n_fft: int = N_FFT, n_mels: int = N_MELS, fmin: float = FMIN,
               fmax: float = FMAX) -> np.ndarray:
-    """Slaney-style (librosa default: htk=False, norm='slaney') triangular filterbank, (n_mels, 1+n_fft/2)."""
-    fft_freqs = np.linspace(0, sr / 2, 1 + n_fft // 2)
-    mel_f = _mel_to_hz(np.linspace(_hz_to_mel(fmin), _hz_to_mel(fmax), n_mels + 2))
-    fdiff = np.diff(mel_f)
-    ramps = mel_f[:, None] - fft_freqs[None, :]
-    lower = -ramps[:-2] / fdiff[:-1, None]
-    upper = ramps[2:] / fdiff[1:, None]
-    weights = np.maximum(0, np.minimum(lower, upper))
-    weights *= (2.0 / (mel_f[2: n_mels + 2] - mel_f[:n_mels]))[:, None]
-    return weights.astype(np.float32)
+    """The release's filterbank, `librosa.filters.mel` (Slaney: htk=False, norm='slaney'), (n_mels, 1+n_fft/2)."""
+    import librosa
+
+    return librosa.filters.mel(sr=sr, n_fft=n_fft, n_mels=n_mels, fmin=fmin, fmax=fmax)
 
 
 def stft_magnitude(y: np.ndarray) -> np.ndarray:
-    """|STFT| with a periodic Hann window, frames centred by zero padding (librosa >= 0.10 default)."""
-    window = (0.5 - 0.5 * np.cos(2 * np.pi * np.arange(WIN) / WIN)).astype(np.float32)
-    y = np.pad(y, (N_FFT // 2, N_FFT // 2), mode="constant")
-    n_frames = 1 + (len(y) - N_FFT) // HOP
-    idx = np.arange(N_FFT)[None, :] + HOP * np.arange(n_frames)[:, None]
-    frames = y[idx] * window[None, :]
-    return np.abs(np.fft.rfft(frames, n=N_FFT, axis=1)).T.astype(np.float32)  # (1+n_fft/2, n_frames)
+    """|STFT| as the release's `audio._stft`: `librosa.stft` (Hann window, centred, zero padding)."""
+    import librosa
+
+    return np.abs(librosa.stft(y=y, n_fft=N_FFT, hop_length=HOP, win_length=WIN))
 
 
 def melspectrogram(wav: np.ndarray) -> np.ndarray:
-    """(80, N) normalised log-mel of a 16 kHz mono waveform in [-1, 1]."""
+    """(80, N) float32 normalised log-mel of a 16 kHz mono waveform in [-1, 1] (the release's
+    `audio.melspectrogram`, computed in float64 as it is, then stored as float32)."""
     wav = np.asarray(wav)
     if wav.ndim != 1:
         raise InputError(f"melspectrogram needs mono audio (1-D), got shape {wav.shape}; downmix first")
@@ -81,7 +57,7 @@ def melspectrogram(wav: np.ndarray) -> np.ndarray:
         raise InputError(f"audio too short for one STFT window: {wav.size} samples < {WIN}")
     if not np.isfinite(wav).all():
         raise InputError("audio contains NaN or inf samples")
-    emphasised = lfilter([1, -PREEMPHASIS], [1], wav.astype(np.float64)).astype(np.float32)
+    emphasised = lfilter([1, -PREEMPHASIS], [1], wav)  # float64, as the release's audio.preemphasis
     mel = mel_basis() @ stft_magnitude(emphasised)
     min_level = np.exp(MIN_LEVEL_DB / 20 * np.log(10))
     s = 20 * np.log10(np.maximum(min_level, mel)) - REF_LEVEL_DB
