@@ -86,14 +86,18 @@ def crop_source_photo(photo: np.ndarray, face: int | None = None, name: str = "t
 
 @register("edtalk-source")
 def edtalk_source(frames, face: int | None = None) -> CropResult:
-    """Each frame cropped as a source photo (usually one frame: `crop(photo[None], "edtalk-source")`)."""
-    if not isinstance(frames, np.ndarray) or frames.ndim != 4:
-        raise InputError(f"edtalk-source needs uint8 (T, H, W, 3) RGB frames, got {getattr(frames, 'shape', '')}")
-    crops, points, infos = [], [], []
-    for i, frame in enumerate(frames):
-        c, info = crop_source_photo(frame, face, name=f"frame {i}")
-        crops.append(c)
-        points.append(info.pop("landmarks"))
-        infos.append(info)
-    return CropResult(frames=np.stack(crops), kept=np.arange(len(frames), dtype=np.int64), boxes=np.stack(points),
-                      style="edtalk-source", detector="dlib-hog", info={"faces": [i["faces"] for i in infos]})
+    """Each frame cropped as a source photo: usually one, `crop(photo, "edtalk-source")` with an (H, W, 3)
+    photo; clips (arrays, iterables, re-readable callables) are walked frame by frame."""
+    from metrics.crops.common import CropCollector, iter_frames, length_hint
+
+    out = CropCollector(SIZE, (47, 2), expected=length_hint(frames))
+    counts = []
+    for i, frame in enumerate(iter_frames(frames, "edtalk-source")):
+        crop, info = crop_source_photo(frame, face, name=f"frame {i}")
+        out.add(i, crop, info["landmarks"])
+        counts.append(info["faces"])
+    if not counts:
+        raise InputError("edtalk-source got no image (0 frames)")
+    crops, kept, points = out.arrays()
+    return CropResult(frames=crops, kept=kept, boxes=points, style="edtalk-source", detector="dlib-hog",
+                      info={"faces": counts})
