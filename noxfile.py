@@ -151,9 +151,9 @@ def bench(session: nox.Session) -> None:
     presets = session.posargs or ["smoke", "paper"]
     for preset in presets:
         frames = "32" if preset == "smoke" else "4"
-        session.run(str(BIN / "python"), "-m", "benchmarks.perf.inference", "--preset", preset, "--frames", frames,
+        session.run(str(BIN / "python"), "-m", "edtalk.perf.inference", "--preset", preset, "--frames", frames,
                     "--batch", "8", external=True)
-        session.run(str(BIN / "python"), "-m", "benchmarks.perf.train", "--preset", preset,
+        session.run(str(BIN / "python"), "-m", "edtalk.perf.train", "--preset", preset,
                     "--iters", "10" if preset == "smoke" else "2", external=True)
 
 
@@ -192,13 +192,6 @@ def report(session: nox.Session) -> None:
     _edtalk(session, "report", *(session.posargs or [str(OUT / "sweep-smoke")]), "--html", "--pdf")
 
 
-# What `reproduce` sweeps: the smoke loop keeps to three of the paper's ablations (33 minutes from
-# nothing on a 2-core host, measured; README) and no-eem takes stages 0-1 from full's run; the standard
-# study runs every paper ablation with 3 seeds.
-REPRODUCE = {"smoke": {"variants": "full,no-orthogonality,no-eem", "seeds": "1"},
-             "standard": {"variants": "paper", "seeds": "3"}}
-
-
 @nox.session
 def reproduce(session: nox.Session) -> None:
     """The whole loop on the built-in synthetic world:
@@ -210,17 +203,14 @@ def reproduce(session: nox.Session) -> None:
     _env(session)
     args = list(session.posargs)
     preset = _opt(args, "--preset", "smoke")
-    if preset not in REPRODUCE:
-        session.error(f"--preset must be one of {', '.join(REPRODUCE)}")
-    plan = REPRODUCE[preset]
     data = OUT / f"data-{preset}"
     sweep_dir = OUT / f"sweep-{preset}"
     # Always: it finishes an interrupted world, skips a complete one, and refuses a world made by an
     # older preset (with the fix) instead of silently scoring on it.
     _edtalk(session, "data", "synth", "--preset", preset, "--seed", "0", "--out", str(data))
     _edtalk(session, "evaluators", "train", "--data", str(data))
-    _edtalk(session, "sweep", "--protocol", f"synthetic-{preset}", "--preset", preset, "--data", str(data),
-            "--out", str(sweep_dir), "--variants", _opt(args, "--variants", plan["variants"]),
-            "--seeds", _opt(args, "--seeds", plan["seeds"]))
+    # What it sweeps (protocol, variants, seeds) is the preset's row of edtalk.presets unless given here.
+    chosen = [x for flag in ("--variants", "--seeds") if flag in args for x in (flag, _opt(args, flag, ""))]
+    _edtalk(session, "sweep", "--preset", preset, "--data", str(data), "--out", str(sweep_dir), *chosen)
     _edtalk(session, "report", str(sweep_dir), "--html", "--pdf")
     print(sweep_dir / "report.html")
