@@ -56,7 +56,7 @@ def train_run(cfg: TrainConfig, out_dir, data_dir=None, stages="all", *, resume:
     returns the run directory.
 
     Re-calling with `resume=True` continues from `checkpoints/last.pt`; finished stages are skipped.
-    With no `data_dir` a small synthetic world is generated in memory (size from the model preset).
+    With no `data_dir` a small synthetic world is generated in memory (at `cfg.model.size`).
     `build(cfg, size) -> (generator, discriminator, model_config)` and `pools=(train, test)` replace the
     model factory and the data (tests and sweeps use them to run tiny stand-ins).
     `adopt=(checkpoint, stages)` starts a fresh run from another run's end-of-stage checkpoint in place

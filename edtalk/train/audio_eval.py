@@ -43,7 +43,6 @@ def evaluate_audio2motion(
 ) -> dict[str, Any]:
     """Held-out numbers for the trained `parts`: mouth↔GT jaw r, flow pose NLL (+ references) and
     velocity statistics, emotion accuracy of the predicted expression coefficients."""
-
     device = resolve_device(device)
     train, test = records_of_split(records, "train"), records_of_split(records, "test")
     if not test:
