@@ -171,7 +171,8 @@ def _fid_functional(workdir: Path, batches) -> dict:
 def _fid_reference(workdir: Path, batches) -> dict:
     import pytorch_fid.inception as pfi
 
-    state = torch.load(_inception_weights(workdir), weights_only=True)
+    weights = _inception_weights(workdir)
+    state = torch.load(weights, weights_only=True)
     original = pfi.load_state_dict_from_url
     pfi.load_state_dict_from_url = lambda *a, **k: state  # pytorch-fid's own loader, fed the stand-in
     try:
