@@ -76,3 +76,23 @@ def test_functional_exports_every_function_without_torch():
     for name in ("lse", "psnr", "ssim", "lpips", "frechet_inception_distance", "csim", "landmark_distance",
                  "emotion_accuracy", "pose_error"):
         assert f"'{name}'" in out.stdout
+
+
+def test_drop_in_torchmetrics_collection():
+    """Real torchmetrics.Metric subclasses: a MetricCollection updates and computes them like its own."""
+    import numpy as np
+    from torchmetrics import MetricCollection
+
+    from metrics import PeakSignalNoiseRatio, StructuralSimilarity
+    from metrics import functional as F
+
+    batches = [args for args, _ in CASES["psnr"].batches(None)]
+    both = MetricCollection({"psnr": PeakSignalNoiseRatio(), "ssim": StructuralSimilarity()})
+    for pred, target in batches:
+        both.update(pred, target)
+    pred, target = (np.concatenate([b[i] for b in batches]) for i in (0, 1))
+    out = both.compute()
+    assert out["psnr"] == pytest.approx(F.psnr(pred, target), rel=1e-12)
+    assert out["ssim"] == pytest.approx(F.ssim(pred, target), rel=1e-12)
+    both.reset()
+    assert all(not len(m.video_means) for m in both.values())
