@@ -17,6 +17,7 @@ COMMANDS: list[str] = [
     "train",
     "variants",
     "evaluators",
+    "generate",
     "evaluate",
     "sweep",
     "report",
