@@ -2,6 +2,7 @@
 per-sample table as CSV (or Parquet) for your own analysis.
 
     edtalk report results/ --html --pdf
+    edtalk report edtalk-a.json copy-source.json --html --pdf   (real protocols: the paper's Table 1 layout)
     edtalk report results/ --html --out site/ablations.html
     edtalk report results/ --csv per_sample.csv      (only the table; add --html/--pdf for those too)
 """
@@ -11,7 +12,9 @@ from __future__ import annotations
 def register(subparsers) -> None:
     p = subparsers.add_parser("report", help="render an HTML/PDF report of the results.json files under DIR",
                               description=__doc__.split("\n\n")[0])
-    p.add_argument("dir", metavar="DIR", help="folder searched recursively for results.json files")
+    p.add_argument("dir", metavar="RESULTS", nargs="+",
+                   help="results.json files, or a folder searched recursively for them; results of the real "
+                        "protocols (mead-edtalk, hdtf-edtalk) get the Table-1 layout (reports.table1)")
     p.add_argument("--html", action="store_true", help="write the self-contained HTML report")
     p.add_argument("--pdf", action="store_true", help="write the PDF report")
     p.add_argument("--out", default=None, metavar="PATH",
@@ -26,6 +29,27 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
+    from reports.table1 import gather_runs, is_table1, render_table1
+
+    if is_table1(gather_runs(args.dir)):
+        if args.csv is not None:
+            from reports.results_table import load_results, write_table
+
+            print(f"table: {write_table(load_results(args.dir), args.csv)}")
+            if not args.html and not args.pdf:
+                return 0
+        both = not args.html and not args.pdf
+        out = render_table1(args.dir, html=args.html or both, pdf=args.pdf or both, out=args.out)
+        for kind in ("html", "pdf"):
+            if out[kind] is not None:
+                print(f"{kind}: {out[kind]}")
+        return 0
+    if len(args.dir) != 1:
+        from metrics.errors import InputError
+
+        raise InputError("the sweep report takes one folder of results; several results files make a Table-1 "
+                         "report only when they score a real protocol (mead-edtalk, hdtf-edtalk)")
+    args.dir = args.dir[0]
     if args.csv is not None:
         from reports.results_table import load_results, write_table
 
