@@ -216,3 +216,20 @@ def test_release_smoothing_is_a_zero_padded_gaussian():
     x = torch.randn(7, 4)
     want = np.stack([np.convolve(x[:, c].numpy(), RELEASE_SMOOTHING, mode="same") for c in range(4)], 1)
     assert np.allclose(release_smoothing(x).numpy(), want, atol=1e-6)
+
+
+def test_hdtf_segments_are_cut_from_the_full_video(tmp_path, capsys):
+    """HDTF: ROOT/<video>.mp4 cut into 5-s segments; segment 2's source frame is the video's frame 125."""
+    from benchmarks.datasets.mini_mead import write_lists
+    from benchmarks.media import read_video, write_video
+
+    frames = np.repeat(np.repeat(np.arange(150, dtype=np.uint8)[:, None, None, None], 32, 1), 32, 2).repeat(3, 3)
+    t = np.arange(150 * 640) / 16000
+    write_video(tmp_path / "hdtf" / "RD_Radio1_000.mp4", frames, fps=25, audio=0.3 * np.sin(2 * np.pi * 220 * t))
+    lists = write_lists(tmp_path / "lists", ["RD_Radio1_000#1", "RD_Radio1_000#2"])
+    assert main(["generate", "--protocol", "hdtf-edtalk", "--data", str(tmp_path / "hdtf"), "--lists", str(lists),
+                 "--baseline", "copy-source", "--no-progress", "--out", str(tmp_path / "gen")]) == 0
+    assert "2 cases: 2 generated" in capsys.readouterr().out
+    first, second = (read_video(tmp_path / "gen" / f"RD_Radio1_000#{k}.mp4").frames for k in (1, 2))
+    assert len(first) == 125 and len(second) == 25
+    assert abs(int(first[0].mean()) - 0) <= 2 and abs(int(second[-1].mean()) - 125) <= 2
