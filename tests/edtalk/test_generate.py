@@ -233,3 +233,16 @@ def test_hdtf_segments_are_cut_from_the_full_video(tmp_path, capsys):
     first, second = (read_video(tmp_path / "gen" / f"RD_Radio1_000#{k}.mp4").frames for k in (1, 2))
     assert len(first) == 125 and len(second) == 25
     assert abs(int(first[0].mean()) - 0) <= 2 and abs(int(second[-1].mean()) - 125) <= 2
+
+
+def test_a_trained_run_from_the_cli(mead, small_run, tmp_path, capsys):
+    from benchmarks.media import probe_video
+
+    assert _generate(mead, tmp_path / "v", "--run", str(small_run), "--setting", "video", "--max-clips", "1") == 0
+    info = probe_video(tmp_path / "v" / f"{CASES[0]}.mp4")
+    assert (info["width"], info["n_frames"]) == (64, N_FRAMES) and info["has_audio"]
+    method = json.loads((tmp_path / "v" / "generate.json").read_text())["method"]
+    assert method["kind"] == "edtalk-run" and list(method["checkpoints"]) == ["model.pt"]
+    capsys.readouterr()
+    assert _generate(mead, tmp_path / "a", "--run", str(small_run), "--setting", "audio") == 2
+    assert "needs the run's audio-to-lip model" in capsys.readouterr().err
