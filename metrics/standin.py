@@ -75,3 +75,80 @@ def syncnet_state_dict(seed: int) -> dict:
     specs = {k: {"shape": list(v.shape), "dtype": str(v.dtype).removeprefix("torch.")}
              for k, v in SyncNet().state_dict().items()}
     return seeded_state_dict(specs, seed)
+
+
+def _specs(module) -> dict:
+    return {k: {"shape": list(v.shape), "dtype": str(v.dtype).removeprefix("torch.")}
+            for k, v in module.state_dict().items()}
+
+
+def _arcface_standin(path, seed: int) -> None:
+    """An ONNX file with ArcFace's interface (input.1: N x 3 x 112 x 112 -> fc1: N x 512), a few seeded
+    layers: insightface's loader routes it to ArcFaceONNX like w600k_r50.onnx. Not IResNet-50 (166 MB)."""
+    import torch
+    from torch import nn
+
+    net = nn.Sequential(nn.Conv2d(3, 8, 3, 2, 1), nn.PReLU(8), nn.Conv2d(8, 16, 3, 2, 1), nn.BatchNorm2d(16),
+                        nn.AdaptiveAvgPool2d(4), nn.Flatten(), nn.Linear(256, 512)).eval()
+    net.load_state_dict(seeded_state_dict(_specs(net), seed))
+    torch.onnx.export(net, torch.zeros(1, 3, 112, 112), str(path), input_names=["input.1"], output_names=["fc1"],
+                      dynamic_axes={"input.1": {0: "None"}, "fc1": {0: "None"}}, opset_version=13, dynamo=False)
+
+
+def evaluator_standin_state(key: str, seed: int) -> dict:
+    """The seeded state dict of evaluator weight file `key`, over the exact architecture's own state_dict."""
+    if key == "syncnet-v2":
+        return syncnet_state_dict(seed)
+    if key == "inception-fid":
+        from metrics.inception import FIDInceptionV3
+
+        module = FIDInceptionV3()
+    elif key == "inception-v3-torchvision":
+        from torchvision.models import inception_v3
+
+        module = inception_v3(weights=None, aux_logits=True, transform_input=True, init_weights=False)
+    elif key == "emotion-fan-mead":
+        from metrics.emotion import EmotionFAN
+
+        module = EmotionFAN()
+    elif key == "hopenet":
+        from metrics.pose import Hopenet
+
+        module = Hopenet()
+    elif key == "alexnet-lpips":
+        from torchvision.models import alexnet
+
+        module = alexnet(weights=None)
+    else:
+        raise KeyError(f"no stand-in rule for weight file {key!r}")
+    return seeded_state_dict(_specs(module), seed)
+
+
+STANDIN_KEYS = ("syncnet-v2", "inception-fid", "inception-v3-torchvision", "emotion-fan-mead", "hopenet",
+                "alexnet-lpips", "arcface-r50")
+
+
+def write_evaluator_standins(directory, seed: int = 0, keys=STANDIN_KEYS) -> dict:
+    """Seeded stand-ins of the real-data evaluators' weight files, under their manifest file names in
+    `directory` (use it as $EDTALK_WEIGHTS; their hashes do not match the manifest, so evaluate with
+    --unverified-weights). Existing files are kept. Returns {key: path}."""
+    from pathlib import Path
+
+    import torch
+
+    from metrics.weights import entry
+
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    out = {}
+    for key in keys:
+        path = directory / entry(key).filename
+        if not path.is_file():
+            tmp = path.with_name(path.name + ".part")
+            if key == "arcface-r50":
+                _arcface_standin(tmp, seed)
+            else:
+                torch.save(evaluator_standin_state(key, seed), tmp)
+            tmp.replace(path)
+        out[key] = path
+    return out

@@ -51,6 +51,11 @@ MANIFEST: dict[str, WeightFile] = {w.key: w for w in [
                "pt_inception-2015-12-05-6726825d.pth", sha256_prefix="6726825d",
                licence="Apache-2.0 (TensorFlow Inception port)",
                note="torch-fidelity's weights-inception-2015-12-05-6726825d.pth is the same network"),
+    WeightFile("inception-v3-torchvision", "fid_eat", "inception_v3_google-0cc3c7bd.pth",
+               "https://download.pytorch.org/models/inception_v3_google-0cc3c7bd.pth", sha256_prefix="0cc3c7bd",
+               licence="BSD-3-Clause (torchvision; ImageNet weights)",
+               note="torchvision's ImageNet inception_v3, the network of EAT's FID (evaluation_eat utils_fid.py); "
+                    "not the FID Inception"),
     WeightFile("alexnet-lpips", "lpips", "alexnet-owt-7be5be79.pth",
                "https://download.pytorch.org/models/alexnet-owt-7be5be79.pth", sha256_prefix="7be5be79",
                licence="BSD-3-Clause (torchvision)", note="AlexNet trunk; LPIPS' linear heads ship in the lpips wheel"),

@@ -5,13 +5,13 @@ from pathlib import Path
 
 from benchmarks.protocols.engine import evaluate, folder_method
 from benchmarks.protocols.registry import get_protocol
-from metrics.errors import InputError, UserError
+from metrics.errors import InputError
 from metrics.utils import atomic_write_json
 
 
 def evaluate_protocol(protocol: str, out, *, method=None, videos=None, data=None, metrics=None,
                       device=None, progress: bool = True, disentanglement: bool = True,
-                      n_tuples: int = 6, lists=None) -> dict:
+                      n_tuples: int = 6, lists=None, real_options: dict | None = None) -> dict:
     """Score a method or a folder of generated videos (`videos`) under `protocol`.
 
     `method(world)` builds the method for the protocol's world: a callable `case -> uint8 frames`,
@@ -20,20 +20,21 @@ def evaluate_protocol(protocol: str, out, *, method=None, videos=None, data=None
     `edtalk.method.score_run` passes our trained model this way.
     Writes `out` (results.json) and, for methods on the synthetic world, `confusion.json` and
     `disentanglement.json` beside it. Returns the results dict. `lists`: a folder with the official
-    split's `test.json` overriding the bundled one (real-data protocols).
+    split's `test.json` overriding the bundled one (real-data protocols). `real_options`: passed to
+    `benchmarks.protocols.real.evaluate_real` (eat_roundtrip, verify_weights, fid_resamples).
     """
     proto = get_protocol(protocol)
     if (method is None) == (videos is None):
         raise InputError("give exactly one of --run RUN_DIR (a model trained with `edtalk train`) or "
                          "--videos DIR (one <case>.mp4 per test clip)")
     if proto.data != "synthetic":
-        from benchmarks.datasets.real import official_test_names
+        if videos is None:
+            raise InputError(f"protocol {proto.name!r} scores generated videos: pass --videos DIR (one <case>.mp4 per "
+                             "test clip, e.g. from `edtalk generate`)")
+        from benchmarks.protocols.real import evaluate_real
 
-        n_cases = len(official_test_names(proto.data, lists))  # a bad --lists is refused first
-        raise UserError(f"protocol {proto.name!r} needs {proto.data.upper()} ({n_cases} test cases in its list) and "
-                        f"the real evaluator weights ({'; '.join(proto.requires)}); scoring real data from the CLI "
-                        "is not wired yet: use the metrics package directly (metrics.functional.*) or a synthetic "
-                        "protocol")
+        return evaluate_real(proto, out, videos=videos, data=data, metrics=metrics, device=device,
+                             progress=progress, lists=lists, **(real_options or {}))
     if data is None:
         raise InputError(f"protocol {proto.name!r} scores against a synthetic world: pass --data WORLD_DIR "
                          "(made by `edtalk data synth`)")

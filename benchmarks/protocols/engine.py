@@ -233,14 +233,22 @@ def evaluate(protocol: str | Protocol, method: Callable[[Case], Any] | str | os.
              protocol_changes: dict | None = None) -> dict:
     """Score `method` on `cases` under `protocol`; write `out` (results.json) and return it.
 
-    `scorer(case, frames) -> {metric: value}` must return every metric in `metrics` (default: all of
-    the protocol's); a metric it cannot compute must be removed *before* evaluating (the caller
-    checks support), so a result never holds a partial table.
+    `scorer(case, frames) -> {metric: value}` must return every clip-level metric in `metrics` (default:
+    all of the protocol's); a metric it cannot compute must be removed *before* evaluating (the caller
+    checks support), so a result never holds a partial table. Set-level metrics (`MetricSpec.level ==
+    "set"`, e.g. FID) keep their per-clip state wherever the scorer puts it before returning and are
+    aggregated over the finished rows by `scorer.aggregate_set(name, rows) -> {"mean", "ci_low", ...}`;
+    a scorer with `reference_aggregates(rows)` / `provenance(rows)` adds those to the results.
     """
     proto = get_protocol(protocol)
     names = list(metrics or proto.metric_names)
     for n in names:
         proto.metric(n)
+    set_names = [n for n in names if proto.metric(n).level == "set"]
+    clip_names = [n for n in names if n not in set_names]
+    if set_names and not hasattr(scorer, "aggregate_set"):
+        raise UserError(f"set-level metric(s) {set_names} need a scorer with aggregate_set; evaluate with --metrics "
+                        f"{','.join(clip_names)}")
     if not cases:
         raise InputError(f"protocol {proto.name!r}: no test cases found; check the data root")
     dup = {c.name for c in cases if sum(1 for d in cases if d.name == c.name) > 1}
@@ -266,16 +274,16 @@ def evaluate(protocol: str | Protocol, method: Callable[[Case], Any] | str | os.
         for case in todo:
             frames = _check_frames(case, method(case), proto)
             scores = dict(scorer(case, frames))
-            missing = [n for n in names if n not in scores]
+            missing = [n for n in clip_names if n not in scores]
             if missing:
                 raise UserError(f"protocol {proto.name!r} cannot score this method: metric(s) {missing} not "
                                 f"computed for case {case.name!r}; evaluate with --metrics "
                                 f"{','.join(n for n in names if n not in missing)} or supply the evaluators")
             row = {"case": case.name, "n_frames": int(frames.shape[0]),
                    "scores": {n: (None if scores[n] is None or not np.isfinite(float(scores[n])) else float(scores[n]))
-                              for n in names},
+                              for n in clip_names},
                    "info": case.info}
-            extra = {k: v for k, v in scores.items() if k not in names}
+            extra = {k: v for k, v in scores.items() if k not in clip_names and k not in set_names}
             if extra:
                 row["extra"] = extra
             store.append(row)
@@ -291,10 +299,17 @@ def evaluate(protocol: str | Protocol, method: Callable[[Case], Any] | str | os.
         "protocol": rproto,
         "method": info,
         "per_sample": rows,
-        "aggregates": aggregate(rows, proto, names),
+        "aggregates": aggregate(rows, proto, clip_names),
         "provenance": provenance(config=config or {}, seeds=seeds or {},
                                  evaluator_weights=evaluator_weights or {}),
     }
+    for n in set_names:
+        result["aggregates"][n] = scorer.aggregate_set(n, rows)  # type: ignore[attr-defined]
+    result["aggregates"] = {n: result["aggregates"][n] for n in names}  # the protocol's column order
+    for part in ("reference_aggregates", "provenance"):
+        fn = getattr(scorer, part, None)
+        if fn is not None:
+            result["reference_aggregates" if part == "reference_aggregates" else "metric_provenance"] = fn(rows)
     _disk_guard(lambda: atomic_write_json(out, result), out)
     return result
 

@@ -20,7 +20,7 @@ class MetricSpec:
 
     name: str
     higher_is_better: bool
-    crop: str = "full"            # full | face | mouth (EAT's lip boxes) | pcavs (PC-AVS-style sync crop)
+    crop: str = "full"            # full | face | mouth (synthetic world); real data: a metrics.crops style name
     evaluator: str = "reference"  # reference = formula on GT frames; otherwise the evaluator net it needs
     level: str = "clip"           # clip: one score per clip; set: one score for the whole test set (FID)
 
@@ -77,16 +77,22 @@ def _synthetic_metrics() -> tuple[MetricSpec, ...]:
 
 
 def _real_metrics(with_emotion: bool) -> tuple[MetricSpec, ...]:
+    # crop: the metrics.crops style each metric's reference implementation sees (benchmarks.protocols.real)
     m = [
-        MetricSpec("psnr", True, crop="full"),
-        MetricSpec("ssim", True, crop="full"),
-        MetricSpec("m_lmd", False, crop="full", evaluator="dlib-68"),
-        MetricSpec("f_lmd", False, crop="full", evaluator="dlib-68"),
-        MetricSpec("fid", False, crop="full", evaluator="inception-v3-fid", level="set"),
-        MetricSpec("sync_conf", True, crop="pcavs", evaluator="syncnet-v2"),
+        MetricSpec("psnr", True, crop="eat-aligned"),
+        MetricSpec("ssim", True, crop="eat-aligned"),
+        MetricSpec("m_lmd", False, crop="eat-aligned", evaluator="dlib-68"),
+        MetricSpec("f_lmd", False, crop="eat-aligned", evaluator="dlib-68"),
+        MetricSpec("fid", False, crop="eat-aligned", evaluator="inception-fid", level="set"),
+        MetricSpec("fid_eat", False, crop="eat-aligned", evaluator="inception-v3-torchvision", level="set"),
+        MetricSpec("sync_conf", True, crop="syncnet-track", evaluator="syncnet-v2"),
+        MetricSpec("lse_d", False, crop="syncnet-track", evaluator="syncnet-v2"),
     ]
     if with_emotion:
-        m.append(MetricSpec("acc_emo", True, crop="face", evaluator="emotion-fan-mead"))
+        m.append(MetricSpec("acc_emo", True, crop="emotion-chip", evaluator="emotion-fan-mead"))
+    m += [MetricSpec("lpips", False, crop="eat-aligned", evaluator="alexnet-lpips"),
+          MetricSpec("csim", True, crop="eat-aligned", evaluator="arcface-r50"),
+          MetricSpec("pose_err", False, crop="eat-aligned", evaluator="hopenet")]
     return tuple(m)
 
 
@@ -104,13 +110,15 @@ PROTOCOLS: dict[str, Protocol] = {p.name: p for p in [
              data="mead", split="official test list, MEAD entries (bundled; --lists DIR overrides)",
              metrics=_real_metrics(True),
              requires=("MEAD root cropped with EDTalk's preprocessing (256x256, 25 fps)",
-                       "evaluator weights: dlib-68, inception-v3-fid, syncnet-v2, emotion-fan-mead"),
+                       "evaluator weights: dlib-68, dlib-5, dlib-mmod, inception-fid, inception-v3-torchvision, "
+                       "syncnet-v2, emotion-fan-mead, alexnet-lpips, arcface-r50, hopenet"),
              reference="EDTalk Table 1 (MEAD); LMD/Sync_conf/Acc_emo crops as in EAT's evaluation code"),
     Protocol("hdtf-edtalk", "1", "HDTF 77 test videos in 5-s segments, EDTalk's official test list",
              data="hdtf", split="official test list, HDTF entries (bundled; --lists DIR overrides)",
              metrics=_real_metrics(False),
              requires=("HDTF root cropped with EDTalk's preprocessing (256x256, 25 fps)",
-                       "evaluator weights: dlib-68, inception-v3-fid, syncnet-v2"),
+                       "evaluator weights: dlib-68, inception-fid, inception-v3-torchvision, syncnet-v2, "
+                       "alexnet-lpips, arcface-r50, hopenet"),
              reference="EDTalk Table 1 (HDTF); crops as in EAT's evaluation code"),
 ]}
 

@@ -13,6 +13,12 @@ def register(subparsers) -> None:
     p.add_argument("--metrics", help="comma-separated subset of the protocol's metrics")
     p.add_argument("--lists", metavar="DIR", help="folder with test.json in EDTalk's list format, overriding the "
                    "bundled official split (real-data protocols; e.g. to restrict a run to the cases you have)")
+    p.add_argument("--eat-roundtrip", action="store_true", help="real data: write the aligned crops through "
+                   "OpenCV's lossy mp4v before scoring, as EAT's shipped pipeline does (default: lossless crops)")
+    p.add_argument("--unverified-weights", action="store_true", help="real data: accept evaluator weight files "
+                   "whose hash differs from the manifest (seeded stand-ins); results record it")
+    p.add_argument("--fid-resamples", type=int, default=20, metavar="N",
+                   help="real data: clip resamples for the FID confidence interval (default 20)")
     p.add_argument("--device", default=None)
     p.add_argument("--no-disentanglement", action="store_true", help="skip the cross-driving leakage study")
     p.set_defaults(func=run)
@@ -24,11 +30,20 @@ def run(args) -> int:
 
     options = {"data": args.data, "metrics": args.metrics.split(",") if args.metrics else None,
                "device": args.device, "disentanglement": not args.no_disentanglement, "lists": args.lists}
+    real = {"eat_roundtrip": args.eat_roundtrip, "verify_weights": not args.unverified_weights,
+            "fid_resamples": args.fid_resamples}
     if args.run:
         res = score_run(args.protocol, args.out, args.run, **options)
     else:
-        res = evaluate_protocol(args.protocol, args.out, videos=args.videos, **options)
+        res = evaluate_protocol(args.protocol, args.out, videos=args.videos, real_options=real, **options)
+    reference = res.get("reference_aggregates", {})
     for name, a in res["aggregates"].items():
-        print(f"{name:>10}: {a['mean']:.4g}  [{a['ci_low']:.4g}, {a['ci_high']:.4g}]  n={a['n']}")
+        ref = reference.get(name, {}).get("value")
+        ref_text = f"  reference {ref:.4g}" if ref is not None else ""
+        print(f"{name:>10}: {_fmt(a['mean'])}  [{_fmt(a['ci_low'])}, {_fmt(a['ci_high'])}]  n={a['n']}{ref_text}")
     print(args.out)
     return 0
+
+
+def _fmt(value) -> str:
+    return "n/a" if value is None else f"{value:.4g}"

@@ -1,0 +1,570 @@
+"""Scoring generated videos against MEAD / HDTF ground truth, each metric on its reference crop.
+
+What `edtalk evaluate --protocol mead-edtalk|hdtf-edtalk --videos GEN --data ROOT` runs (through
+`benchmarks.protocols.api.evaluate_protocol` and the engine's resumable rows):
+
+* PSNR, SSIM, M-LMD, F-LMD, LPIPS on `eat-aligned` crops (128x128), paired as EAT pairs them: frames whose
+  crop finds no face are dropped first, then L = min(#generated, #GT crops) and both sides are sampled at
+  `linspace(0, n, L, endpoint=False)`. Per clip: the mean over its pairs (our per-clip bootstrap CI); the
+  rows also keep the sums, so `reference_aggregates` gives EAT's own numbers: PSNR/SSIM pooled over every
+  frame pair of every video, M-LMD/F-LMD the mean over videos of per-video means.
+* `fid` (pytorch-fid's Inception on every paired aligned crop) and `fid_eat` (EAT's torchvision Inception
+  on 5 paired crops per video): set-level. Each clip's features go to `<out>.features/<case>.npz` before
+  its row is appended, so a resumed run loses nothing; the CI resamples clips.
+* LSE-C / LSE-D on the `syncnet-track` crop of the generated video with its own audio (the GT speech when
+  the video has none, recorded); Acc_emo (MEAD) on `emotion-chip` crops with Emotion-FAN; CSIM (ArcFace on
+  insightface's 5-point alignment from the dlib landmarks of the aligned crop) against the GT clip's first
+  face; head-pose error (Hopenet on deep-head-pose's expanded box around the dlib landmarks) over the pairs.
+
+EAT writes its aligned crops through OpenCV's lossy `mp4v` before scoring; `eat_roundtrip=True` does the
+same, the default keeps the crops lossless. Results say which ran. This module never imports `edtalk`.
+"""
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from benchmarks.protocols.engine import Case
+from benchmarks.protocols.registry import Protocol
+from metrics.errors import InputError, UserError
+
+__all__ = ["GroundTruth", "find_ground_truth", "real_cases", "check_videos", "RealEvaluators", "RealScorer",
+           "pair_crops", "METRIC_WEIGHTS"]
+
+# which weight files each metric needs (dlib-68 for the aligned crop and the LMD landmarks)
+METRIC_WEIGHTS = {
+    "psnr": ("dlib-68",), "ssim": ("dlib-68",), "m_lmd": ("dlib-68",), "f_lmd": ("dlib-68",),
+    "lpips": ("dlib-68", "alexnet-lpips"), "fid": ("dlib-68", "inception-fid"),
+    "fid_eat": ("dlib-68", "inception-v3-torchvision"), "sync_conf": ("syncnet-v2",), "lse_d": ("syncnet-v2",),
+    "acc_emo": ("dlib-5", "emotion-fan-mead"), "csim": ("dlib-68", "arcface-r50"), "pose_err": ("dlib-68", "hopenet"),
+}
+ALIGNED = ("psnr", "ssim", "m_lmd", "f_lmd", "lpips", "fid", "fid_eat", "csim", "pose_err")
+SAFE_NAME = re.compile(r"[^A-Za-z0-9_.#-]")
+
+
+@dataclass(frozen=True)
+class GroundTruth:
+    """Where one case's GT clip is: a video (with its own speech or a separate audio file), maybe a segment."""
+
+    video: Path
+    audio: Path | None
+    start: float = 0.0
+    duration: float | None = None
+
+
+def find_ground_truth(dataset: str, root, names: list[str]) -> tuple[dict[str, GroundTruth], list[str]]:
+    """GT clip of each case under `root`: MEAD's raw (and cropped: same paths) layout
+    `ROOT/<id>/video/front/<emotion>/level_<k>/<nnn>.mp4` (speech in the video or `ROOT/<id>/audio/.../<nnn>.m4a`),
+    or a flat `ROOT/<case>.mp4`; HDTF `ROOT/<case>.mp4` (a cut segment) or `ROOT/<video>.mp4` cut at the
+    segment's 5 s. Returns ({case: GroundTruth}, names not found)."""
+    from benchmarks.datasets.real import HDTF_SEGMENT_SECONDS, parse_hdtf_name, parse_mead_name
+
+    root = Path(root)
+    if not root.is_dir():
+        raise InputError(f"--data {root}: not a directory; pass the {dataset.upper()} root")
+    found, missing = {}, []
+    for name in names:
+        flat = root / f"{name}.mp4"
+        if flat.is_file():
+            found[name] = GroundTruth(flat, None)
+            continue
+        if dataset == "mead":
+            p = parse_mead_name(name)
+            rel = Path(p["emotion"]) / f"level_{p['level']}"
+            video = root / p["identity"] / "video" / "front" / rel / f"{p['index']}.mp4"
+            audio = root / p["identity"] / "audio" / rel / f"{p['index']}.m4a"
+            if video.is_file():
+                found[name] = GroundTruth(video, audio if audio.is_file() else None)
+                continue
+        else:
+            p = parse_hdtf_name(name)
+            video = root / f"{p['video_id']}.mp4"
+            if video.is_file():
+                found[name] = GroundTruth(video, None, (p["segment"] - 1) * HDTF_SEGMENT_SECONDS,
+                                          HDTF_SEGMENT_SECONDS)
+                continue
+        missing.append(name)
+    return found, missing
+
+
+def real_cases(proto: Protocol, root, lists=None) -> tuple[list[Case], dict[str, GroundTruth]]:
+    """The protocol's test cases that `root` holds; any missing GT clip is a one-line InputError."""
+    from benchmarks.datasets.common import preview
+    from benchmarks.datasets.real import official_test_names, parse_official_name
+
+    names = official_test_names(proto.data, lists)
+    if proto.max_clips is not None:
+        names = names[:proto.max_clips]
+    gt, missing = find_ground_truth(proto.data, root, names)
+    if missing:
+        raise InputError(f"--data {root}: {len(missing)} of {len(names)} test clips of {proto.name!r} are missing "
+                         f"({preview(missing)}); add them, or restrict the run to the clips you have with "
+                         "--lists DIR (a test.json naming them)")
+    return [Case(n, parse_official_name(n)) for n in names], gt
+
+
+def video_for(videos, name: str) -> Path | None:
+    for ext in (".mp4", ".avi", ".mov", ".mkv"):
+        p = Path(videos) / f"{name.replace('/', '_')}{ext}"
+        if p.is_file():
+            return p
+    return None
+
+
+def check_videos(videos, cases: list[Case]) -> None:
+    """Every case must have `<case>.mp4` in `videos`: the missing ones are listed in one line, before scoring."""
+    from benchmarks.datasets.common import preview
+
+    missing = [c.name for c in cases if video_for(videos, c.name) is None]
+    if missing:
+        raise InputError(f"--videos {videos}: {len(missing)} of {len(cases)} test cases have no video "
+                         f"({preview(missing)}); generate them, or restrict the run with --lists DIR")
+
+
+def pair_crops(gen: np.ndarray, gt: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """EAT's pairing of two crop sequences (faceless frames already dropped): L = min of the lengths, both
+    sampled at linspace(0, n, L, endpoint=False)."""
+    from metrics.functional.landmarks import pair_indices
+
+    ig, it = pair_indices(len(gen), len(gt))
+    return gen[ig], gt[it]
+
+
+def mp4v_roundtrip(crops: np.ndarray) -> np.ndarray:
+    """The crops as EAT scores them: written with OpenCV's `mp4v` at 25 fps, read back (lossy)."""
+    import cv2
+
+    from benchmarks.media import read_video
+
+    if not len(crops):
+        return crops
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "crops.mp4")
+        size = (crops.shape[2], crops.shape[1])
+        writer = cv2.VideoWriter(path, cv2.VideoWriter_fourcc(*"mp4v"), 25, size)
+        for frame in crops:
+            writer.write(np.ascontiguousarray(frame[:, :, ::-1]))  # EAT writes BGR2RGB of RGB = BGR: correct colours
+        writer.release()
+        return read_video(path).frames
+
+
+class RealEvaluators:
+    """The evaluator networks, loaded on first use from `metrics.weights`; records each file's sha256.
+
+    `verify=False` accepts files whose hash does not match the manifest (seeded stand-ins); results say so.
+    """
+
+    def __init__(self, device=None, verify: bool = True):
+        self.device, self.verify = device, verify
+        self.files: dict[str, dict] = {}
+        self._cache: dict[str, object] = {}
+
+    def path(self, key: str) -> Path:
+        from metrics.utils import sha256_file
+        from metrics.weights import check_file, locate
+
+        if key not in self.files:
+            p = locate(key, verify=self.verify)
+            self.files[key] = {"path": str(p), "sha256": sha256_file(p), "manifest_check": check_file(key, p)}
+        return Path(self.files[key]["path"])
+
+    def require(self, names) -> None:
+        """Locate every weight file the metrics need, up front: a missing one fails before any clip is read."""
+        for name in names:
+            for key in METRIC_WEIGHTS.get(name, ()):
+                self.path(key)
+
+    def get(self, what: str):
+        if what in self._cache:
+            return self._cache[what]
+        if what == "landmarks":
+            from metrics.landmarks import Dlib68Detector
+
+            obj = Dlib68Detector(self.path("dlib-68"), verify=False)  # EAT's LMD: upsample 0, BGR2GRAY of RGB
+        elif what == "lpips":
+            from metrics.functional.lpips import load_lpips
+
+            obj = load_lpips(self.path("alexnet-lpips"), self.device, verify=False)
+        elif what == "fid":
+            from metrics.inception import load_fid_inception
+
+            obj = load_fid_inception(self.path("inception-fid"), self.device, verify=False)
+        elif what == "fid_eat":
+            from metrics.fid_eat import load_torchvision_inception
+
+            obj = load_torchvision_inception(self.path("inception-v3-torchvision"), self.device, verify=False)
+        elif what == "syncnet":
+            from metrics.sync import load_syncnet
+            from metrics.utils import resolve_device
+
+            obj = load_syncnet(self.path("syncnet-v2"), resolve_device(self.device))
+        elif what == "emotion":
+            from metrics.emotion import EmotionFANClassifier
+
+            obj = EmotionFANClassifier(path=self.path("emotion-fan-mead"), device=self.device, verify=False)
+        elif what == "arcface":
+            from metrics.arcface import ArcFaceEmbedder
+
+            obj = ArcFaceEmbedder(self.path("arcface-r50"), self.device, verify=False)
+        elif what == "hopenet":
+            from metrics.pose import HopenetEstimator
+
+            obj = HopenetEstimator(path=self.path("hopenet"), device=self.device, verify=False)
+        else:
+            raise InputError(f"unknown evaluator {what!r}")
+        self._cache[what] = obj
+        return obj
+
+
+def sample_fid(a: np.ndarray, b: np.ndarray) -> float:
+    """Fréchet distance of two feature samples (N, D), statistics as pytorch-fid (mean, np.cov ddof 1).
+
+    With C = (X - mean) / sqrt(n - 1) per side, Tr sqrt(S1 S2) is the sum of the singular values of
+    C1 C2^T (the nonzero eigenvalues of C1^T C1 C2^T C2 are those of (C1 C2^T)(C1 C2^T)^T): an n1 x n2 SVD
+    instead of a D x D matrix square root, exact, and fast while the sets are smaller than D (a test set
+    of a few hundred clips x 5 frames, and every bootstrap resample). Larger sets use pytorch-fid's form.
+    """
+    from metrics.functional.image import fid_from_features
+
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    if len(a) < 2 or len(b) < 2:
+        return float("nan")
+    if min(len(a), len(b)) > a.shape[1]:
+        return fid_from_features(a, b)
+    ca, cb = (a - a.mean(0)) / np.sqrt(len(a) - 1), (b - b.mean(0)) / np.sqrt(len(b) - 1)
+    diff = a.mean(0) - b.mean(0)
+    nuclear = np.linalg.svd(ca @ cb.T, compute_uv=False).sum()
+    return float(diff @ diff + (ca * ca).sum() + (cb * cb).sum() - 2 * nuclear)
+
+
+def _five_points(landmarks: np.ndarray) -> np.ndarray:
+    """insightface's 5 keypoints (eye centres, nose tip, mouth corners) from dlib-68 landmarks, (T, 5, 2)."""
+    lm = np.asarray(landmarks, np.float64)
+    return np.stack([lm[:, 36:42].mean(1), lm[:, 42:48].mean(1), lm[:, 30], lm[:, 48], lm[:, 54]], 1)
+
+
+def _pose_crops(frames: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
+    """deep-head-pose's crop (expand_box) around each frame's dlib landmark extent, resized to 224."""
+    import cv2
+
+    from metrics.pose import expand_box
+
+    out = []
+    for frame, lm in zip(frames, landmarks, strict=True):
+        x0, y0, x1, y1 = expand_box((lm[:, 0].min(), lm[:, 1].min(), lm[:, 0].max(), lm[:, 1].max()), frame.shape)
+        out.append(cv2.resize(np.ascontiguousarray(frame[y0:y1, x0:x1]), (224, 224), interpolation=cv2.INTER_LINEAR))
+    return np.stack(out)
+
+
+class RealScorer:
+    """`scorer(case, frames) -> scores` for the engine, plus the set-level (`aggregate_set`) and EAT-style
+    (`reference_aggregates`) aggregation over the rows. See the module docstring for what each metric sees."""
+
+    def __init__(self, proto: Protocol, names: list[str], ground_truth: dict[str, GroundTruth], videos,
+                 evaluators: RealEvaluators, features_dir, *, eat_roundtrip: bool = False,
+                 fid_resamples: int = 20):
+        self.proto, self.names, self.gt, self.videos = proto, list(names), ground_truth, Path(videos)
+        self.ev, self.features_dir = evaluators, Path(features_dir)
+        self.eat_roundtrip, self.fid_resamples = eat_roundtrip, int(fid_resamples)
+        self.needs_aligned = any(n in ALIGNED for n in self.names)
+
+    # --- per clip ---------------------------------------------------------------------------------------
+
+    def _gt(self, case: Case):
+        from benchmarks.media import conform_fps, read_audio, read_video
+
+        g = self.gt[case.name]
+        clip, _ = conform_fps(read_video(g.video), self.proto.fps, "resample")
+        frames = clip.frames
+        if g.duration is not None:
+            first = int(round(g.start * self.proto.fps))
+            frames = frames[first:first + int(round(g.duration * self.proto.fps))]
+        audio = read_audio(g.audio or g.video, 16000) if ("sync_conf" in self.names or "lse_d" in self.names) else None
+        if audio is not None and g.start:
+            audio = audio[int(g.start * 16000):]
+        return frames, audio
+
+    def _aligned(self, frames: np.ndarray):
+        from metrics.crops import crop
+
+        result = crop(frames, "eat-aligned", weights=self.ev.path("dlib-68"))
+        crops = mp4v_roundtrip(result.frames) if self.eat_roundtrip else result.frames
+        return result, crops
+
+    def __call__(self, case: Case, frames: np.ndarray) -> dict:
+        gt_frames, gt_audio = self._gt(case)
+        return self.score_frames(case, frames, gt_frames, gt_audio)
+
+    def score_frames(self, case: Case, frames: np.ndarray, gt_frames: np.ndarray, gt_audio=None) -> dict:
+        """Every metric of one case from decoded frames (uint8 (T, H, W, 3) RGB) and the GT speech."""
+        scores: dict = {}
+        crops_info: dict = {}
+        if self.needs_aligned:
+            gen_res, gen_crops = self._aligned(frames)
+            gt_res, gt_crops = self._aligned(gt_frames)
+            crops_info["eat-aligned"] = {"generated": gen_res.provenance(), "ground_truth": gt_res.provenance()}
+            if len(gen_crops) and len(gt_crops):
+                self._score_aligned(case, frames, gt_frames, gen_res, gt_res, gen_crops, gt_crops, scores)
+            else:
+                for n in ALIGNED:
+                    if n in self.names:
+                        scores[n] = None  # a video without a face: counted as a dropped video
+                scores["dropped_video"] = "generated" if not len(gen_crops) else "ground truth"
+        if "sync_conf" in self.names or "lse_d" in self.names:
+            crops_info["syncnet-track"] = self._score_sync(case, frames, gt_audio, scores)
+        if "acc_emo" in self.names:
+            crops_info["emotion-chip"] = self._score_emotion(case, frames, scores)
+        scores["crops"] = crops_info
+        return scores
+
+    def _score_aligned(self, case, frames, gt_frames, gen_res, gt_res, gen_crops, gt_crops, scores) -> None:
+        from metrics.functional.image import psnr_per_frame, ssim_per_frame
+        from metrics.functional.landmarks import landmark_distance_per_frame, pair_indices
+
+        ig, it = pair_indices(len(gen_crops), len(gt_crops))
+        a, b = gen_crops[ig], gt_crops[it]
+        scores["pairs"] = int(len(ig))
+        if "psnr" in self.names:
+            # skimage's compare_psnr(gt, fake) is symmetric; identical frames give inf (kept in the pooled sum)
+            v = psnr_per_frame(a, b)
+            scores["psnr"], scores["psnr_sum"] = float(v.mean()), float(v.sum())
+        if "ssim" in self.names:
+            v = ssim_per_frame(a, b)
+            scores["ssim"], scores["ssim_sum"] = float(v.mean()), float(v.sum())
+        if "m_lmd" in self.names or "f_lmd" in self.names:
+            detector = self.ev.get("landmarks")
+            la, lb = detector(a), detector(b)
+            for name, subset in (("m_lmd", "mouth"), ("f_lmd", "face")):
+                if name in self.names:
+                    d = landmark_distance_per_frame(la, lb, subset)
+                    valid = np.isfinite(d)
+                    scores[name] = float(d[valid].mean()) if valid.any() else None  # EAT skips such a video
+                    scores[f"{name}_frames"] = int(valid.sum())
+        if "lpips" in self.names:
+            import torch
+
+            from metrics.functional.lpips import lpips_per_pair
+
+            to = lambda x: torch.from_numpy(x).permute(0, 3, 1, 2).float() / 255  # noqa: E731
+            v = lpips_per_pair(to(a), to(b), net=self.ev.get("lpips"), normalize=True).numpy()
+            scores["lpips"], scores["lpips_sum"] = float(v.mean()), float(v.sum())
+        features = {}
+        if "fid" in self.names:
+            import torch
+
+            from metrics.functional.fid import inception_features
+
+            model = self.ev.get("fid")
+            nchw = lambda x: torch.from_numpy(np.ascontiguousarray(x)).permute(0, 3, 1, 2)  # noqa: E731
+            # uint8 is read as x / 255: what pytorch-fid's ToTensor() does to PNGs of these crops
+            features["fid_fake"] = inception_features(nchw(a), model).astype(np.float32)
+            features["fid_real"] = inception_features(nchw(b), model).astype(np.float32)
+        if "fid_eat" in self.names:
+            from metrics.fid_eat import eat_fid_features, eat_fid_frames
+
+            pick = eat_fid_frames(len(a))
+            model = self.ev.get("fid_eat")
+            features["fid_eat_fake"] = eat_fid_features(a[pick], model).astype(np.float32)
+            features["fid_eat_real"] = eat_fid_features(b[pick], model).astype(np.float32)
+        if features:
+            self._save_features(case.name, features)
+            for n in ("fid", "fid_eat"):
+                if n in self.names:
+                    scores[n] = None  # set-level: no per-clip value; see aggregate_set
+        if "csim" in self.names:
+            from metrics.functional.identity import csim_per_frame, embed
+
+            embedder = self.ev.get("arcface")
+            gen_full, gt_full = frames[gen_res.kept], gt_frames[gt_res.kept[:1]]
+            src = embed(embedder, gt_full, _five_points(gt_res.boxes[:1]))
+            gen = embed(embedder, gen_full, _five_points(gen_res.boxes))
+            scores["csim"] = float(np.mean(csim_per_frame(src, gen)))
+        if "pose_err" in self.names:
+            from metrics.functional.pose import pose_error
+
+            estimator = self.ev.get("hopenet")
+            pa = estimator(_pose_crops(frames[gen_res.kept[ig]], gen_res.boxes[ig]))
+            pb = estimator(_pose_crops(gt_frames[gt_res.kept[it]], gt_res.boxes[it]))
+            r = pose_error(pa, pb)
+            scores["pose_err"] = float(r["mean"])
+
+    def _score_sync(self, case, frames, gt_audio, scores) -> dict:
+        from benchmarks.media import probe_video, read_audio
+        from metrics.crops import crop
+        from metrics.sync import lse_from_distances, sync_distances
+
+        path = video_for(self.videos, case.name)
+        own = path is not None and probe_video(path, timing=False)["has_audio"]
+        audio = read_audio(path, 16000) if own else gt_audio
+        # syncnet_python keeps tracks of more than 100 frames (4 s); a shorter clip would yield none, so the
+        # track length is capped at the clip's own and the change recorded
+        min_track = min(100, len(frames) - 1)
+        result = crop(frames, "syncnet-track", min_track=min_track, weights=None)
+        info = result.provenance()
+        info["audio"] = "generated video's own" if own else "ground-truth speech (the video has none)"
+        if min_track < 100:
+            info["deviations"] = [*info["deviations"], f"min_track {min_track} instead of 100 (clip of "
+                                  f"{len(frames)} frames; the reference drops clips under 4 s)"]
+        if len(result.frames) < 6 or audio is None:
+            scores["sync_conf"] = scores["lse_d"] = None
+            return info
+        bgr = np.ascontiguousarray(result.frames[..., ::-1])  # syncnet_python reads frames with OpenCV
+        a = audio[int(result.kept[0] * 640):]
+        r = lse_from_distances(sync_distances(self.ev.get("syncnet"), bgr, a, 16000))
+        scores["sync_conf"], scores["lse_d"], scores["av_offset"] = r["lse_c"], r["lse_d"], r["offset"]
+        return info
+
+    def _score_emotion(self, case, frames, scores) -> dict:
+        from metrics.crops import crop
+        from metrics.functional.emotion import EMOTIONS
+
+        result = crop(frames, "emotion-chip", weights=self.ev.path("dlib-5"))
+        if not len(result.frames):
+            scores["acc_emo"] = None
+            return result.provenance()
+        logits = np.asarray(self.ev.get("emotion")(result.frames), np.float64)
+        predicted = EMOTIONS[int(np.argmax(logits))]
+        scores["acc_emo"] = float(predicted == case.info["emotion"])
+        scores["emotion_predicted"] = predicted
+        return result.provenance()
+
+    # --- features (set-level state) ---------------------------------------------------------------------
+
+    def _feature_path(self, name: str) -> Path:
+        return self.features_dir / f"{SAFE_NAME.sub('_', name)}.npz"
+
+    def _save_features(self, name: str, features: dict) -> None:
+        from metrics.utils import atomic_write
+
+        self.features_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write(self._feature_path(name), lambda f: np.savez(f, **features))
+
+    def _load_features(self, name: str, key: str) -> np.ndarray | None:
+        p = self._feature_path(name)
+        if not p.is_file():
+            raise UserError(f"{p}: the features of case {name!r} are missing though its row is done; delete the "
+                            "case's line from the .rows.jsonl (or the whole file) and re-run to recompute it")
+        with np.load(p) as z:
+            return z[key].astype(np.float64) if key in z.files else None
+
+    # --- aggregation --------------------------------------------------------------------------------------
+
+    def aggregate_set(self, name: str, rows: list[dict]) -> dict:
+        """FID over every clip's features, with a percentile CI from resampling clips (`fid_resamples`)."""
+        clips = []
+        for r in sorted(rows, key=lambda r: r["case"]):
+            fake = self._load_features(r["case"], f"{name}_fake") if r.get("extra", {}).get("pairs") else None
+            if fake is not None:
+                clips.append((fake, self._load_features(r["case"], f"{name}_real")))
+
+        def fid_of(weights) -> float:
+            sides = [np.concatenate([np.repeat(c[side], w, axis=0) for w, c in zip(weights, clips, strict=True) if w])
+                     for side in (0, 1)]
+            return sample_fid(sides[0], sides[1])
+
+        n_images = sum(len(c[0]) for c in clips)
+        out = {"mean": None, "ci_low": None, "ci_high": None, "n": len(clips), "n_images": n_images,
+               "n_invalid": len(rows) - len(clips), "higher_is_better": False, "level": "set"}
+        if len(clips) == 0 or n_images < 2:
+            return out
+        out["mean"] = fid_of(np.ones(len(clips), np.int64))
+        seed = int(self.proto.aggregation.get("bootstrap_seed", 0))
+        rng = np.random.default_rng(seed)
+        boot = [fid_of(np.bincount(rng.integers(0, len(clips), len(clips)), minlength=len(clips)))
+                for _ in range(self.fid_resamples if len(clips) > 1 else 0)]
+        boot = np.array([b for b in boot if np.isfinite(b)])
+        if len(boot):
+            out["ci_low"], out["ci_high"] = float(np.quantile(boot, 0.025)), float(np.quantile(boot, 0.975))
+        out["ci"] = f"95% percentile bootstrap over clips, {self.fid_resamples} resamples"
+        if n_images < 2048:
+            out["note"] = f"{n_images} images per side (< 2048): singular covariances, biased upwards"
+        return out
+
+    def reference_aggregates(self, rows: list[dict]) -> dict:
+        """The numbers as EAT's scripts aggregate them: PSNR/SSIM (and LPIPS) pooled over all frame pairs of
+        all videos; M-LMD/F-LMD the mean over videos of per-video means (videos without a valid frame skipped)."""
+        out = {}
+        paired = [r for r in rows if r.get("extra", {}).get("pairs")]
+        pairs = sum(r["extra"]["pairs"] for r in paired)
+        for n in ("psnr", "ssim", "lpips"):
+            if n in self.names and pairs:
+                total = sum(r["extra"][f"{n}_sum"] for r in paired)
+                out[n] = {"value": float(total / pairs) if np.isfinite(total) else None, "frame_pairs": pairs,
+                          "aggregation": "pooled over every frame pair of every video (EAT test_psnr_ssim.py)"}
+                if not np.isfinite(total):
+                    out[n]["note"] = "identical frames (infinite PSNR): the generated video equals the GT"
+        for n in ("m_lmd", "f_lmd"):
+            if n in self.names:
+                vals = [r["scores"][n] for r in rows if r["scores"].get(n) is not None]
+                out[n] = {"value": float(np.mean(vals)) if vals else None, "videos": len(vals),
+                          "aggregation": "per-video mean, then mean over videos (EAT test_lmd.py)"}
+        return out
+
+    def provenance(self, rows: list[dict]) -> dict:
+        """Per metric: crop style, detector, evaluator weights (sha256), deviations, dropped frames/videos."""
+        crop_of = {n: "eat-aligned" for n in ALIGNED}
+        crop_of.update({"sync_conf": "syncnet-track", "lse_d": "syncnet-track", "acc_emo": "emotion-chip"})
+        out = {}
+        for n in self.names:
+            style = crop_of[n]
+            records = [r["extra"]["crops"].get(style, {}) for r in rows if "crops" in r.get("extra", {})]
+            sides = [side for rec in records for side in (rec.get("generated", rec), rec.get("ground_truth"))
+                     if side]
+            deviations = sorted({d for side in sides for d in side.get("deviations", [])})
+            if self.eat_roundtrip and style == "eat-aligned":
+                deviations = [d for d in deviations if "mp4v" not in d]
+            out[n] = {"crop": style, "detector": sorted({s.get("detector", "") for s in sides}),
+                      "weights": {k: self.ev.files.get(k, {}) for k in METRIC_WEIGHTS[n]},
+                      "deviations": deviations,
+                      "dropped_frames": int(sum(s.get("dropped", 0) for s in sides)),
+                      "dropped_videos": int(sum(1 for r in rows if r["scores"].get(n) is None)) if n not in (
+                          "fid", "fid_eat") else int(sum(1 for r in rows if not r.get("extra", {}).get("pairs"))),
+                      "crop_encoding": ("mp4v round trip (EAT's shipped pipeline)" if self.eat_roundtrip
+                                        else "lossless") if style == "eat-aligned" else None}
+        return out
+
+
+def evaluate_real(proto: Protocol, out, *, videos, data, metrics=None, device=None, progress: bool = True,
+                  lists=None, eat_roundtrip: bool = False, verify_weights: bool = True,
+                  fid_resamples: int = 20) -> dict:
+    """Score the folder `videos` (one `<case>.mp4` per test case) against the GT clips under `data`.
+
+    Checked before any clip is read, each as one line: the data root and its missing clips, the cases
+    missing from `videos`, and every evaluator weight file the metrics need (naming its key and
+    `edtalk weights fetch KEY`). Resumable through the engine's `<out>.rows.jsonl`.
+    """
+    from benchmarks.protocols.engine import evaluate, folder_method
+
+    if data is None:
+        raise InputError(f"protocol {proto.name!r} scores against {proto.data.upper()}: pass --data ROOT (the "
+                         f"{proto.data.upper()} root, raw or cropped by `edtalk data crop`)")
+    names = list(metrics or proto.metric_names)
+    for n in names:
+        proto.metric(n)
+    cases, gt = real_cases(proto, data, lists)
+    check_videos(videos, cases)
+    ev = RealEvaluators(device=device, verify=verify_weights)
+    ev.require(names)
+    out = Path(out)
+    scorer = RealScorer(proto, names, gt, videos, ev, out.with_name(out.name + ".features"),
+                        eat_roundtrip=eat_roundtrip, fid_resamples=fid_resamples)
+    method = folder_method(videos, fps=proto.fps, fps_policy=proto.fps_policy)
+    info = {"kind": "videos", "name": Path(videos).name, "path": str(Path(videos).resolve())}
+    config = {"data": str(Path(data).resolve()), "lists": str(Path(lists).resolve()) if lists else "bundled",
+              "eat_crop_encoding": "mp4v round trip" if eat_roundtrip else "lossless",
+              "weights_verified": verify_weights, "fid_resamples": fid_resamples}
+    weights = {"verified_against_manifest": verify_weights, "files": ev.files}
+    results = evaluate(proto, method, cases, scorer, out, metrics=names, method_info=info, config=config,
+                       seeds={"bootstrap": proto.aggregation.get("bootstrap_seed", 0)},
+                       evaluator_weights=weights, progress=progress)
+    if method.conversions:  # type: ignore[attr-defined]
+        from metrics.utils import atomic_write_json
+
+        results["input_conversions"] = dict(method.conversions)  # type: ignore[attr-defined]
+        atomic_write_json(out, results)
+    return results
