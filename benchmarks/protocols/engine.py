@@ -303,15 +303,21 @@ def evaluate(protocol: str | Protocol, method: Callable[[Case], Any] | str | os.
         "provenance": provenance(config=config or {}, seeds=seeds or {},
                                  evaluator_weights=evaluator_weights or {}),
     }
-    for n in set_names:
-        result["aggregates"][n] = scorer.aggregate_set(n, rows)  # type: ignore[attr-defined]
-    result["aggregates"] = {n: result["aggregates"][n] for n in names}  # the protocol's column order
-    for part in ("reference_aggregates", "provenance"):
-        fn = getattr(scorer, part, None)
-        if fn is not None:
-            result["reference_aggregates" if part == "reference_aggregates" else "metric_provenance"] = fn(rows)
+    _scorer_aggregates(result, scorer, names, set_names, rows)
     _disk_guard(lambda: atomic_write_json(out, result), out)
     return result
+
+
+def _scorer_aggregates(result: dict, scorer, names: list[str], set_names: list[str], rows: list[dict]) -> None:
+    """Set-level metrics (from the scorer's own per-clip state), then what else the scorer aggregates:
+    `reference_aggregates` (a reference implementation's way of pooling) and `metric_provenance`."""
+    for n in set_names:
+        result["aggregates"][n] = scorer.aggregate_set(n, rows)
+    result["aggregates"] = {n: result["aggregates"][n] for n in names}  # the protocol's column order
+    for part, key in (("reference_aggregates", "reference_aggregates"), ("provenance", "metric_provenance")):
+        fn = getattr(scorer, part, None)
+        if fn is not None:
+            result[key] = fn(rows)
 
 
 def load_results(path: str | os.PathLike) -> dict:

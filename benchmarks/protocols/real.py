@@ -24,106 +24,23 @@ from __future__ import annotations
 import os
 import re
 import tempfile
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from benchmarks.protocols.engine import Case
+from benchmarks.protocols.real_data import GroundTruth, check_videos, find_ground_truth, real_cases, video_for
+from benchmarks.protocols.real_evaluators import METRIC_WEIGHTS, RealEvaluators, sample_fid
 from benchmarks.protocols.registry import Protocol
 from metrics.errors import InputError, UserError
 
-__all__ = ["GroundTruth", "find_ground_truth", "real_cases", "check_videos", "RealEvaluators", "RealScorer",
-           "pair_crops", "METRIC_WEIGHTS"]
+__all__ = ["RealScorer", "evaluate_real", "pair_crops", "mp4v_roundtrip",
+           # re-exported: the scorer's inputs and evaluators live in their own modules
+           "GroundTruth", "find_ground_truth", "real_cases", "check_videos", "video_for", "RealEvaluators",
+           "METRIC_WEIGHTS", "sample_fid"]
 
-# which weight files each metric needs (dlib-68 for the aligned crop and the LMD landmarks)
-METRIC_WEIGHTS = {
-    "psnr": ("dlib-68",), "ssim": ("dlib-68",), "m_lmd": ("dlib-68",), "f_lmd": ("dlib-68",),
-    "lpips": ("dlib-68", "alexnet-lpips"), "fid": ("dlib-68", "inception-fid"),
-    "fid_eat": ("dlib-68", "inception-v3-torchvision"), "sync_conf": ("syncnet-v2",), "lse_d": ("syncnet-v2",),
-    "acc_emo": ("dlib-5", "emotion-fan-mead"), "csim": ("dlib-68", "arcface-r50"), "pose_err": ("dlib-68", "hopenet"),
-}
 ALIGNED = ("psnr", "ssim", "m_lmd", "f_lmd", "lpips", "fid", "fid_eat", "csim", "pose_err")
 SAFE_NAME = re.compile(r"[^A-Za-z0-9_.#-]")
-
-
-@dataclass(frozen=True)
-class GroundTruth:
-    """Where one case's GT clip is: a video (with its own speech or a separate audio file), maybe a segment."""
-
-    video: Path
-    audio: Path | None
-    start: float = 0.0
-    duration: float | None = None
-
-
-def find_ground_truth(dataset: str, root, names: list[str]) -> tuple[dict[str, GroundTruth], list[str]]:
-    """GT clip of each case under `root`: MEAD's raw (and cropped: same paths) layout
-    `ROOT/<id>/video/front/<emotion>/level_<k>/<nnn>.mp4` (speech in the video or `ROOT/<id>/audio/.../<nnn>.m4a`),
-    or a flat `ROOT/<case>.mp4`; HDTF `ROOT/<case>.mp4` (a cut segment) or `ROOT/<video>.mp4` cut at the
-    segment's 5 s. Returns ({case: GroundTruth}, names not found)."""
-    from benchmarks.datasets.real import HDTF_SEGMENT_SECONDS, parse_hdtf_name, parse_mead_name
-
-    root = Path(root)
-    if not root.is_dir():
-        raise InputError(f"--data {root}: not a directory; pass the {dataset.upper()} root")
-    found, missing = {}, []
-    for name in names:
-        flat = root / f"{name}.mp4"
-        if flat.is_file():
-            found[name] = GroundTruth(flat, None)
-            continue
-        if dataset == "mead":
-            p = parse_mead_name(name)
-            rel = Path(p["emotion"]) / f"level_{p['level']}"
-            video = root / p["identity"] / "video" / "front" / rel / f"{p['index']}.mp4"
-            audio = root / p["identity"] / "audio" / rel / f"{p['index']}.m4a"
-            if video.is_file():
-                found[name] = GroundTruth(video, audio if audio.is_file() else None)
-                continue
-        else:
-            p = parse_hdtf_name(name)
-            video = root / f"{p['video_id']}.mp4"
-            if video.is_file():
-                found[name] = GroundTruth(video, None, (p["segment"] - 1) * HDTF_SEGMENT_SECONDS,
-                                          HDTF_SEGMENT_SECONDS)
-                continue
-        missing.append(name)
-    return found, missing
-
-
-def real_cases(proto: Protocol, root, lists=None) -> tuple[list[Case], dict[str, GroundTruth]]:
-    """The protocol's test cases that `root` holds; any missing GT clip is a one-line InputError."""
-    from benchmarks.datasets.common import preview
-    from benchmarks.datasets.real import official_test_names, parse_official_name
-
-    names = official_test_names(proto.data, lists)
-    if proto.max_clips is not None:
-        names = names[:proto.max_clips]
-    gt, missing = find_ground_truth(proto.data, root, names)
-    if missing:
-        raise InputError(f"--data {root}: {len(missing)} of {len(names)} test clips of {proto.name!r} are missing "
-                         f"({preview(missing)}); add them, or restrict the run to the clips you have with "
-                         "--lists DIR (a test.json naming them)")
-    return [Case(n, parse_official_name(n)) for n in names], gt
-
-
-def video_for(videos, name: str) -> Path | None:
-    for ext in (".mp4", ".avi", ".mov", ".mkv"):
-        p = Path(videos) / f"{name.replace('/', '_')}{ext}"
-        if p.is_file():
-            return p
-    return None
-
-
-def check_videos(videos, cases: list[Case]) -> None:
-    """Every case must have `<case>.mp4` in `videos`: the missing ones are listed in one line, before scoring."""
-    from benchmarks.datasets.common import preview
-
-    missing = [c.name for c in cases if video_for(videos, c.name) is None]
-    if missing:
-        raise InputError(f"--videos {videos}: {len(missing)} of {len(cases)} test cases have no video "
-                         f"({preview(missing)}); generate them, or restrict the run with --lists DIR")
 
 
 def pair_crops(gen: np.ndarray, gt: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -151,95 +68,6 @@ def mp4v_roundtrip(crops: np.ndarray) -> np.ndarray:
             writer.write(np.ascontiguousarray(frame[:, :, ::-1]))  # EAT writes BGR2RGB of RGB = BGR: correct colours
         writer.release()
         return read_video(path).frames
-
-
-class RealEvaluators:
-    """The evaluator networks, loaded on first use from `metrics.weights`; records each file's sha256.
-
-    `verify=False` accepts files whose hash does not match the manifest (seeded stand-ins); results say so.
-    """
-
-    def __init__(self, device=None, verify: bool = True):
-        self.device, self.verify = device, verify
-        self.files: dict[str, dict] = {}
-        self._cache: dict[str, object] = {}
-
-    def path(self, key: str) -> Path:
-        from metrics.utils import sha256_file
-        from metrics.weights import check_file, locate
-
-        if key not in self.files:
-            p = locate(key, verify=self.verify)
-            self.files[key] = {"path": str(p), "sha256": sha256_file(p), "manifest_check": check_file(key, p)}
-        return Path(self.files[key]["path"])
-
-    def require(self, names) -> None:
-        """Locate every weight file the metrics need, up front: a missing one fails before any clip is read."""
-        for name in names:
-            for key in METRIC_WEIGHTS.get(name, ()):
-                self.path(key)
-
-    def get(self, what: str):
-        if what in self._cache:
-            return self._cache[what]
-        if what == "landmarks":
-            from metrics.landmarks import Dlib68Detector
-
-            obj = Dlib68Detector(self.path("dlib-68"), verify=False)  # EAT's LMD: upsample 0, BGR2GRAY of RGB
-        elif what == "lpips":
-            from metrics.functional.lpips import load_lpips
-
-            obj = load_lpips(self.path("alexnet-lpips"), self.device, verify=False)
-        elif what == "fid":
-            from metrics.inception import load_fid_inception
-
-            obj = load_fid_inception(self.path("inception-fid"), self.device, verify=False)
-        elif what == "fid_eat":
-            from metrics.fid_eat import load_torchvision_inception
-
-            obj = load_torchvision_inception(self.path("inception-v3-torchvision"), self.device, verify=False)
-        elif what == "syncnet":
-            from metrics.sync import load_syncnet
-            from metrics.utils import resolve_device
-
-            obj = load_syncnet(self.path("syncnet-v2"), resolve_device(self.device))
-        elif what == "emotion":
-            from metrics.emotion import EmotionFANClassifier
-
-            obj = EmotionFANClassifier(path=self.path("emotion-fan-mead"), device=self.device, verify=False)
-        elif what == "arcface":
-            from metrics.arcface import ArcFaceEmbedder
-
-            obj = ArcFaceEmbedder(self.path("arcface-r50"), self.device, verify=False)
-        elif what == "hopenet":
-            from metrics.pose import HopenetEstimator
-
-            obj = HopenetEstimator(path=self.path("hopenet"), device=self.device, verify=False)
-        else:
-            raise InputError(f"unknown evaluator {what!r}")
-        self._cache[what] = obj
-        return obj
-
-
-def sample_fid(a: np.ndarray, b: np.ndarray) -> float:
-    """Fréchet distance of two feature samples (N, D), statistics as pytorch-fid (mean, np.cov ddof 1).
-
-    With C = (X - mean) / sqrt(n - 1) per side, Tr sqrt(S1 S2) is the sum of the singular values of
-    C1 C2^T (the nonzero eigenvalues of C1^T C1 C2^T C2 are those of (C1 C2^T)(C1 C2^T)^T): an n1 x n2 SVD
-    instead of a D x D matrix square root, exact, and fast while the sets are smaller than D (a test set
-    of a few hundred clips x 5 frames, and every bootstrap resample). Larger sets use pytorch-fid's form.
-    """
-    from metrics.functional.image import fid_from_features
-
-    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
-    if len(a) < 2 or len(b) < 2:
-        return float("nan")
-    if min(len(a), len(b)) > a.shape[1]:
-        return fid_from_features(a, b)
-    ca, cb = (a - a.mean(0)) / np.sqrt(len(a) - 1), (b - b.mean(0)) / np.sqrt(len(b) - 1)
-    diff = a.mean(0) - b.mean(0)
-    nuclear = np.linalg.svd(ca @ cb.T, compute_uv=False).sum()
-    return float(diff @ diff + (ca * ca).sum() + (cb * cb).sum() - 2 * nuclear)
 
 
 def _five_points(landmarks: np.ndarray) -> np.ndarray:
