@@ -276,3 +276,32 @@ def test_missing_video_case_error_is_raised_before_scoring():
         from benchmarks.protocols.real import check_videos
 
         check_videos("/nonexistent", [Case("M003#angry#level_3#001")])
+
+
+def test_eat_roundtrip_option_reproduces_the_lossy_mp4v_pass(clips, tmp_path):
+    """EAT's shipped pipeline scores crops written through OpenCV's mp4v: lossy, so PSNR moves; results say so."""
+    names = ["psnr", "ssim"]
+    case = Case("M003#angry#level_3#001", {"emotion": "angry"})
+    runs = {}
+    for roundtrip in (False, True):
+        scorer = RealScorer(get_protocol("mead-edtalk"), names, {}, tmp_path, RealEvaluators(), tmp_path,
+                            eat_roundtrip=roundtrip)
+        row = _row(case.name, scorer.score_frames(case, clips["fake"], clips["gt"]), names)
+        runs[roundtrip] = (scorer.reference_aggregates([row]), scorer.provenance([row]))
+    lossless, shipped = runs[False], runs[True]
+    assert lossless[0]["psnr"]["value"] != pytest.approx(shipped[0]["psnr"]["value"], abs=1e-3)
+    assert abs(lossless[0]["psnr"]["value"] - shipped[0]["psnr"]["value"]) < 3.0
+    assert lossless[1]["psnr"]["crop_encoding"] == "lossless"
+    assert shipped[1]["psnr"]["crop_encoding"].startswith("mp4v round trip")
+    assert not any("mp4v" in d for d in shipped[1]["psnr"]["deviations"])
+
+
+def test_hdtf_ground_truth_is_a_cut_segment_or_the_full_video(tmp_path):
+    from benchmarks.protocols.real import find_ground_truth
+
+    (tmp_path / "RD_Radio1_000#2.mp4").write_bytes(b"")
+    (tmp_path / "WDA_A_000.mp4").write_bytes(b"")
+    found, missing = find_ground_truth("hdtf", tmp_path, ["RD_Radio1_000#2", "WDA_A_000#3", "WRA_B_000#1"])
+    assert found["RD_Radio1_000#2"].video.name == "RD_Radio1_000#2.mp4" and found["RD_Radio1_000#2"].start == 0
+    assert found["WDA_A_000#3"].video.name == "WDA_A_000.mp4" and found["WDA_A_000#3"].start == 10.0
+    assert found["WDA_A_000#3"].duration == 5.0 and missing == ["WRA_B_000#1"]
