@@ -131,10 +131,13 @@ def _pipeline(results: dict, metric: str) -> str:
     if prov.get("weights"):
         bits.append("weights " + _weights_text(prov["weights"]))
     bits.append("deviations: " + ("; ".join(prov["deviations"]) if prov.get("deviations") else "none"))
-    drops = [f"{prov[k]} {k.split('_')[1]} dropped" for k in ("dropped_frames", "dropped_videos") if prov.get(k)]
-    if drops:
-        bits.append(", ".join(drops))
     return "; ".join(bits)
+
+
+def _drops(results: dict, metric: str) -> str:
+    """What this results file dropped for `metric` (faceless frames, videos without a score), or ''."""
+    prov = (results.get("metric_provenance") or {}).get(metric) or {}
+    return ", ".join(f"{prov[k]} {k.split('_')[1]}" for k in ("dropped_frames", "dropped_videos") if prov.get(k))
 
 
 def _aggregation(runs: list[dict], metric: str) -> str:
@@ -159,6 +162,9 @@ def _footnotes(runs: list[dict], metrics: list[str]) -> list[dict]:
                     [f"{', '.join(labels)}: {text}" for text, labels in lines.items()])
         extra = sorted({str(((r["results"].get("aggregates") or {}).get(m) or {}).get("note")) for r in runs
                         if ((r["results"].get("aggregates") or {}).get(m) or {}).get("note")})
+        drops = [f"{r['label']} {_drops(r['results'], m)}" for r in runs if _drops(r["results"], m)]
+        if drops:
+            extra.append("Dropped (faceless frames, unscored videos): " + "; ".join(drops))
         notes.append({"metric": m, "label": LABELS.get(m, m), "aggregation": _aggregation(runs, m),
                       "pipeline": pipeline, "notes": extra, "extra": m in EXTRA_METRICS})
     return notes

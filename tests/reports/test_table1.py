@@ -148,7 +148,9 @@ def test_footnote_per_metric_names_the_pipeline(results, tmp_path):
     notes = {f["metric"]: f for f in table["footnotes"]}
     assert set(notes) == set(get_protocol("mead-edtalk").metric_names)
     assert notes["psnr"]["pipeline"] == ["crop eat-aligned (lossless); detector dlib-68; weights dlib-68 sha256 "
-                                         "abababababab… (ok); deviations: none; 2 frames dropped"]
+                                         "abababababab… (ok); deviations: none"]
+    assert notes["psnr"]["notes"] == ["Dropped (faceless frames, unscored videos): edtalk-a 2 frames; "
+                                      "copy-source 2 frames"]
     assert "dlib-hog instead of S3FD" in notes["sync_conf"]["pipeline"][0]
     assert "pooled over every frame pair" in notes["psnr"]["aggregation"]
     assert "Set-level" in notes["fid"]["aggregation"] and "biased upwards" in notes["fid"]["notes"][0]
