@@ -136,6 +136,8 @@ def test_sample_fid_equals_the_covariance_formula():
 
 @pytest.fixture(scope="module")
 def mini(tmp_path_factory):
+    import shutil
+
     from benchmarks.datasets.mini_mead import build_mini_mead
     from benchmarks.media import read_audio, read_video, write_video
 
@@ -147,7 +149,7 @@ def mini(tmp_path_factory):
     copy_dir.mkdir()
     for case in cases:
         frames, audio = read_video(data["videos"][case]).frames, read_audio(data["audio"][case])
-        write_video(gt_dir / f"{case}.mp4", frames, fps=25, audio=audio)
+        shutil.copy(data["videos"][case], gt_dir / f"{case}.mp4")  # the GT file itself: no speech in it
         # the "copy the source frame" baseline: the clip's first frame held, with the clip's speech
         write_video(copy_dir / f"{case}.mp4", np.repeat(frames[:1], len(frames), 0), fps=25, audio=audio)
     return {**data, "weights": base / "weights", "gt": gt_dir, "copy": copy_dir}
@@ -194,13 +196,16 @@ def test_cli_scores_gt_and_copy_baseline_with_provenance(mini, tmp_path, monkeyp
     assert gt["reference_aggregates"]["psnr"]["value"] is None  # infinite PSNR, said so
     assert gt["reference_aggregates"]["ssim"]["value"] == pytest.approx(1.0)
     assert gt["aggregates"]["m_lmd"]["mean"] == pytest.approx(0.0, abs=1e-9)
-    assert gt["aggregates"]["fid"]["mean"] == pytest.approx(0.0, abs=1e-6)
-    assert gt["aggregates"]["pose_err"]["mean"] == pytest.approx(0.0, abs=1e-6)
+    for name in ("fid", "fid_eat", "pose_err"):
+        assert gt["aggregates"][name]["mean"] == pytest.approx(0.0, abs=1e-9), name
+    assert gt["metric_provenance"]["sync_conf"]["crop"] == "syncnet-track"
+    audio = {r["extra"]["crops"]["syncnet-track"]["audio"] for r in gt["per_sample"]}
+    assert audio == {"ground-truth speech (the video has none)"}
     # a frozen frame loses to the GT on every paired metric
     assert copy["reference_aggregates"]["ssim"]["value"] < 0.999
     assert copy["aggregates"]["m_lmd"]["mean"] > 0.05
     assert copy["aggregates"]["lpips"]["mean"] > gt["aggregates"]["lpips"]["mean"]
-    assert copy["aggregates"]["fid"]["mean"] > gt["aggregates"]["fid"]["mean"]
+    assert copy["reference_aggregates"]["psnr"]["value"] < 60
     assert "reference" in capsys.readouterr().out
 
 
