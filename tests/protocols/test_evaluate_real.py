@@ -310,3 +310,37 @@ def test_hdtf_ground_truth_is_a_cut_segment_or_the_full_video(tmp_path):
     assert found["RD_Radio1_000#2"].video.name == "RD_Radio1_000#2.mp4" and found["RD_Radio1_000#2"].start == 0
     assert found["WDA_A_000#3"].video.name == "WDA_A_000.mp4" and found["WDA_A_000#3"].start == 10.0
     assert found["WDA_A_000#3"].duration == 5.0 and missing == ["WRA_B_000#1"]
+
+
+def _eat_inception_standin(path) -> None:
+    """torchvision inception_v3 by metrics.standin's rule (seed 3) with He gain on the convs, so features are
+    O(0.1) instead of vanishing: the weights evaluation_eat's utils_fid ran with for eat_fid_ref.npz."""
+    import torch
+    from torchvision.models import inception_v3
+
+    from metrics.standin import seeded_state_dict
+
+    model = inception_v3(weights=None, aux_logits=True, transform_input=True, init_weights=False)
+    specs = {k: {"shape": list(v.shape), "dtype": str(v.dtype).removeprefix("torch.")}
+             for k, v in model.state_dict().items()}
+    state = {k: v * np.sqrt(2.0) if v.ndim == 4 else v for k, v in seeded_state_dict(specs, 3).items()}
+    torch.save(state, path)
+
+
+def test_fid_eat_equals_evaluation_eats_utils_fid(clips, tmp_path, monkeypatch):
+    """eat_fid_ref.npz: evaluation_eat's utils_fid.calculate_fid / calculate_frechet_distance (test_fid.py's
+    pairing and 5-frame sampling) on EAT's own aligned crops of (fake, gt) and (tom, astro)."""
+    ref = dict(np.load(FACES / "eat_fid_ref.npz"))
+    _eat_inception_standin(tmp_path / "inception_v3_google-0cc3c7bd.pth")
+    monkeypatch.setenv("EDTALK_WEIGHTS", str(tmp_path))
+    names = ["fid_eat"]
+    scorer = RealScorer(get_protocol("mead-edtalk"), names, {}, tmp_path, RealEvaluators(verify=False),
+                        tmp_path / "features", fid_resamples=5)
+    rows = []
+    for case, gen, gt in (("M003#angry#level_3#001", "fake", "gt"), ("W009#sad#level_2#003", "tom", "astro")):
+        rows.append(_row(case, scorer.score_frames(Case(case, {"emotion": "sad"}), clips[gen], clips[gt]), names))
+    fake = np.concatenate([scorer._load_features(r["case"], "fid_eat_fake") for r in rows])
+    real = np.concatenate([scorer._load_features(r["case"], "fid_eat_real") for r in rows])
+    np.testing.assert_allclose(fake, ref["fake_acts"], rtol=0, atol=1e-5)
+    np.testing.assert_allclose(real, ref["gt_acts"], rtol=0, atol=1e-5)
+    assert scorer.aggregate_set("fid_eat", rows)["mean"] == pytest.approx(float(ref["fid"]), rel=1e-3)
