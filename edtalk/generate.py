@@ -121,7 +121,7 @@ class _Case:
 
 def _find_cases(dataset: str, root, names: list[str], skip_missing: bool, warn) -> list[_Case]:
     from benchmarks.datasets.common import preview
-    from benchmarks.protocols.real import find_ground_truth
+    from benchmarks.protocols.real_data import find_ground_truth
 
     found, missing = find_ground_truth(dataset, root, names)
     if missing:
