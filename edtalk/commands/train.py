@@ -14,7 +14,16 @@ def register(subparsers) -> None:
     p.add_argument("--preset", default="smoke", help=f"{' | '.join(PRESETS)} (default smoke; edtalk.presets)")
     p.add_argument("--variant", default="full", help="ablation variant (see `edtalk variants`; default full)")
     p.add_argument("--out", required=True, help="run directory (config, checkpoints, logs, samples)")
-    p.add_argument("--data", default=None, help="synthetic world directory (default: generate one in memory)")
+    p.add_argument("--data", default=None, help="synthetic world directory (default: generate one in memory), "
+                   "or with --dataset the MEAD/HDTF root (raw square clips or `edtalk data crop`'s tree)")
+    p.add_argument("--dataset", choices=("mead", "hdtf"), default=None,
+                   help="train on real video under --data, clips of the official train list")
+    p.add_argument("--lists", default=None, help="with --dataset: folder with train.json/test.json overriding "
+                   "the bundled official lists")
+    p.add_argument("--limit-clips", type=int, default=None, help="with --dataset: at most N clips per split (dry run)")
+    p.add_argument("--cache", default=None, help="with --dataset: where prepared clips (frames at the model's size, "
+                   "dlib landmarks, mel windows) are kept (default DATA/.edtalk-train-cache)")
+    p.add_argument("--max-steps", type=int, default=None, help="cap every stage at N steps (dry run)")
     p.add_argument("--stage", default="all",
                    help="0, 1, 2, all (default) or audio (stage 3, audio-to-motion, after 0-2)")
     p.add_argument("--seed", type=int, default=0)
@@ -36,7 +45,34 @@ def run(args) -> int:
     from edtalk.train.api import train_run
 
     cfg = resolve_config(args.preset, args.variant, args.seed)
+    if args.max_steps is not None:
+        cfg = cap_steps(cfg, args.max_steps)
+    real = real_options(args)
     out = train_run(cfg, args.out, data_dir=args.data, stages=args.stage, resume=args.resume, device=args.device,
-                    evaluate=not args.no_eval)
+                    evaluate=not args.no_eval, real=real)
     print(f"run directory: {out}")
     return 0
+
+
+def cap_steps(cfg, max_steps: int):
+    """The config with every stage cut to at most `max_steps` iterations (its lr schedule follows the cut)."""
+    import dataclasses
+
+    from metrics.errors import InputError
+
+    if max_steps < 1:
+        raise InputError(f"--max-steps must be at least 1, not {max_steps}")
+    return dataclasses.replace(cfg, stages=[dataclasses.replace(s, iterations=min(s.iterations, max_steps))
+                                            for s in cfg.stages])
+
+
+def real_options(args) -> dict | None:
+    """--dataset and its options as train_run's `real`; the options without --dataset are a one-line error."""
+    from metrics.errors import InputError
+
+    if args.dataset is None:
+        given = [f"--{k.replace('_', '-')}" for k in ("lists", "limit_clips", "cache") if getattr(args, k) is not None]
+        if given:
+            raise InputError(f"{', '.join(given)} only apply to real data: add --dataset mead|hdtf")
+        return None
+    return {"dataset": args.dataset, "lists": args.lists, "limit_clips": args.limit_clips, "cache": args.cache}

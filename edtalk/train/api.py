@@ -28,10 +28,20 @@ def parse_stages(stages) -> set[str] | None:
     return out
 
 
-def load_pools(cfg: TrainConfig, data_dir):
-    """(train pool, held-out test pool or None) from a world directory or generated in memory."""
+def load_pools(cfg: TrainConfig, data_dir, real: dict | None = None):
+    """(train pool, held-out test pool or None) from a world directory or generated in memory, or, with
+    `real` ({"dataset": "mead"|"hdtf", "lists", "limit_clips", "cache"}), from real video under `data_dir`
+    (edtalk.train.real_data; its report is kept in real["report"])."""
     from edtalk.train.data import FramePool
 
+    if real is not None:
+        from edtalk.train.real_data import load_real_pools
+
+        if data_dir is None:
+            raise InputError(f"--dataset {real['dataset']} needs --data ROOT, the {real['dataset'].upper()} root")
+        train, test, real["report"] = load_real_pools(data_dir, real["dataset"], cfg.model.size, real.get("lists"),
+                                                      real.get("limit_clips"), real.get("cache"))
+        return train, test
     if data_dir is not None:
         if not Path(data_dir).is_dir():
             raise InputError(f"--data {data_dir}: no such directory; generate one with `edtalk data synth --out DIR`")
@@ -51,7 +61,8 @@ def load_pools(cfg: TrainConfig, data_dir):
 
 
 def train_run(cfg: TrainConfig, out_dir, data_dir=None, stages="all", *, resume: bool = False, device=None,
-              progress: bool = True, evaluate: bool = True, build=None, pools=None, adopt=None) -> Path:
+              progress: bool = True, evaluate: bool = True, build=None, pools=None, adopt=None,
+              real: dict | None = None) -> Path:
     """Train `cfg` (a variant resolved by `ablations.variants.resolve_config`) into `out_dir` (created);
     returns the run directory.
 
@@ -59,6 +70,8 @@ def train_run(cfg: TrainConfig, out_dir, data_dir=None, stages="all", *, resume:
     With no `data_dir` a small synthetic world is generated in memory (at `cfg.model.size`).
     `build(cfg, size) -> (generator, discriminator, model_config)` and `pools=(train, test)` replace the
     model factory and the data (tests and sweeps use them to run tiny stand-ins).
+    `real={"dataset": "mead"|"hdtf", "lists": DIR, "limit_clips": N, "cache": DIR}` trains on real video
+    under `data_dir` (edtalk.train.real_data); what it used and left out goes to RUN/data.json and logs/data.log.
     `adopt=(checkpoint, stages)` starts a fresh run from another run's end-of-stage checkpoint in place
     of training `stages` (see `Trainer.adopt_stages`; the sweep uses it for `Variant.shares_with_full`).
     """
@@ -69,7 +82,9 @@ def train_run(cfg: TrainConfig, out_dir, data_dir=None, stages="all", *, resume:
         raise InputError("the joint-training variant has a single stage; use --stage all")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    pool, test_pool = pools if pools is not None else load_pools(cfg, data_dir)
+    pool, test_pool = pools if pools is not None else load_pools(cfg, data_dir, real)
+    if real is not None and "report" in real:
+        _log_real_data(out, real["report"])
     trainer = Trainer(cfg, out, pool, device=device, progress=progress, build=build)
     trainer.prepare_run_dir(resume=resume or (only is not None and (out / "checkpoints" / "last.pt").exists()),
                             adopt=(Path(adopt[0]), tuple(adopt[1])) if adopt else None)
@@ -80,3 +95,23 @@ def train_run(cfg: TrainConfig, out_dir, data_dir=None, stages="all", *, resume:
         if test_pool is not None:
             evaluate_run(trainer.model, pool, test_pool, out, device=trainer.device)
     return out
+
+
+def _log_real_data(out: Path, report: dict) -> None:
+    """Every clip left out is counted in the run's log (logs/data.log, appended per start) and data.json."""
+    import os
+    import time as _time
+
+    from edtalk.train.real_data import report_lines
+
+    if os.environ.get("RANK", "0") != "0":  # under torchrun, rank 0 writes the one log
+        return
+    from metrics.utils import atomic_write_json
+
+    atomic_write_json(out / "data.json", report)
+    lines = report_lines(report)
+    (out / "logs").mkdir(parents=True, exist_ok=True)
+    with open(out / "logs" / "data.log", "a") as f:
+        f.write(f"# {_time.strftime('%Y-%m-%d %H:%M:%S')}\n" + "\n".join(lines) + "\n")
+    for line in lines[:12]:
+        print(line)
