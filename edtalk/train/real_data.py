@@ -57,8 +57,8 @@ def check_speakers(dataset: str, lists: dict[str, list[str]], source: str) -> No
     test = {speaker_of(dataset, n) for n in dataset_names(dataset, lists["test"])}
     shared = sorted(train & test)
     if shared:
-        raise InputError(f"{source}: {len(shared)} {dataset.upper()} speakers are in both train and test lists "
-                         f"({preview(shared)}); a test speaker must never be trained on: remove them from train.json")
+        raise InputError(f"{source}: {dataset.upper()} test speakers also in the train list ({preview(shared)}); "
+                         "a test speaker must never be trained on: remove their clips from train.json")
 
 
 def _source_key(gt) -> dict:

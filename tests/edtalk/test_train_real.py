@@ -1,0 +1,184 @@
+"""Training on real video (issue 18): the MEAD-layout mini dataset of real faces through
+`edtalk train --dataset mead`, its cache, exact resume, and one line per kind of bad input."""
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+from train_fakes import fake_build
+
+from edtalk.cli import main
+from metrics.errors import InputError
+
+TRAIN = ("M003#neutral#level_1#001", "M003#angry#level_3#001", "M030#neutral#level_1#001", "M030#happy#level_2#002")
+TEST = ("W009#sad#level_2#003",)
+N_FRAMES = 8
+SMOKE_SIZE = 64  # the smoke preset's model size: the cache holds frames at this size
+
+
+@pytest.fixture(scope="module")
+def mead(tmp_path_factory):
+    from benchmarks.datasets.mini_mead import build_mini_mead, write_lists
+
+    root = tmp_path_factory.mktemp("mini-mead")
+    built = build_mini_mead(root / "MEAD", TRAIN + TEST, n_frames=N_FRAMES, size=128, lists_dir=root / "lists")
+    write_lists(root / "lists", TEST, TRAIN)  # the mini speakers are official test speakers: a list of our own
+    return built
+
+
+def _lists(path, train, test):
+    path.mkdir(parents=True, exist_ok=True)
+    (path / "train.json").write_text(json.dumps(list(train)))
+    (path / "test.json").write_text(json.dumps(list(test)))
+    return path
+
+
+def _train(mead, out, *extra, data=None, lists=None):
+    return main(["train", "--preset", "smoke", "--data", str(data or mead["root"]), "--dataset", "mead",
+                 "--lists", str(lists or mead["lists"]), "--out", str(out), "--cache", str(out.parent / "cache"),
+                 *extra])
+
+
+def test_every_stage_trains_on_real_clips_and_the_cache_is_reused(mead, tmp_path, capsys):
+    assert _train(mead, tmp_path / "run", "--max-steps", "2") == 0
+    run = tmp_path / "run"
+    summary = json.loads((run / "summary.json").read_text())
+    assert {k: v["iterations"] for k, v in summary["stages"].items()} == \
+        {"autoencoder": 2, "mouth_pose": 2, "expression": 2}
+    data = json.loads((run / "data.json").read_text())
+    assert data["train"]["used"] == 4 and data["train"]["frames"] == 4 * N_FRAMES and data["test"]["used"] == 1
+    assert data["train"]["skipped"] == {} and data["train"]["missing"] == 0
+    config = json.loads((run / "config.json").read_text())
+    assert config["data"]["identities"] == ["M003", "M030"] and config["frame_size"] == SMOKE_SIZE
+    assert json.loads((run / "eval.json").read_text())["held_out_identities"] == ["W009"]
+    assert "mead train: 4 clips (32 frames) used of 4 listed" in (run / "logs" / "data.log").read_text()
+    # A second run reads the cache: nothing is decoded again.
+    from edtalk.train.real_data import load_real_pools
+
+    def no_detector():
+        raise AssertionError("a cached clip was decoded again")
+    _, _, report = load_real_pools(mead["root"], "mead", SMOKE_SIZE, mead["lists"], cache_dir=tmp_path / "cache",
+                                   detector_factory=no_detector)
+    assert report["train"]["decoded"] == 0 and report["train"]["used"] == 4
+
+
+def test_cache_holds_frames_landmarks_and_mel_windows_aligned_to_frames(mead, tmp_path):
+    from benchmarks.media import read_audio, read_video
+    from edtalk.audio_features import mel_windows, melspectrogram
+    from edtalk.train.real_data import load_real_pools
+
+    train, test, report = load_real_pools(mead["root"], "mead", SMOKE_SIZE, mead["lists"], cache_dir=tmp_path)
+    clip = next(c for c in train.clips if c.name == "M003#angry#level_3#001")
+    assert clip.identity == "M003" and clip.emotion == "angry" and clip.split == "train"
+    assert clip.frames.shape == (N_FRAMES, SMOKE_SIZE, SMOKE_SIZE, 3) and isinstance(clip.frames, np.memmap)
+    assert np.isfinite(clip.landmarks).all() and clip.landmarks.shape == (N_FRAMES, 68, 2)
+    # The mouth (48-67) lies in the lower half of a face crop, inside the frame.
+    assert (clip.landmarks[:, 48:, 1].mean() > SMOKE_SIZE / 2) and clip.landmarks.max() < SMOKE_SIZE
+    raw = read_video(mead["videos"]["M003#angry#level_3#001"]).frames
+    assert abs(float(clip.frames.mean()) - float(raw.mean())) < 3.0  # the same pictures, resized
+    mel = np.load(clip.gt["mel_path"])
+    wav = read_audio(mead["audio"]["M003#angry#level_3#001"], 16000)
+    assert mel.shape == (N_FRAMES, 80, 16)
+    np.testing.assert_allclose(mel, mel_windows(melspectrogram(wav), N_FRAMES, fps=25), atol=1e-6)
+    assert [c.identity for c in test.clips] == ["W009"]
+
+
+def test_kill_resumes_exactly_on_real_data(mead, tmp_path):
+    from ablations.variants import resolve_config
+    from edtalk.train.config import apply_overrides
+    from edtalk.train.engine import Trainer, param_checksum
+    from edtalk.train.real_data import load_real_pools
+
+    cfg = resolve_config("smoke", "full", seed=1)
+    cfg = apply_overrides(cfg, {"stages": [dict(name=s.name, iterations=3, batch_size=2, trainable=s.trainable)
+                                           for s in cfg.stages],
+                                "checkpoint_every": 1, "log_every": 1, "sample_every": 3,
+                                "losses": {"perceptual": 0.0}})
+    pool = load_real_pools(mead["root"], "mead", SMOKE_SIZE, mead["lists"], cache_dir=tmp_path / "cache")[0]
+    full = Trainer(cfg, tmp_path / "a", pool, progress=False, build=fake_build)
+    full.prepare_run_dir(resume=False)
+    full.fit()
+    killed = Trainer(cfg, tmp_path / "b", pool, progress=False, build=fake_build, stop_after=4)
+    killed.prepare_run_dir(resume=False)
+    with pytest.raises(KeyboardInterrupt):
+        killed.fit()
+    resumed = Trainer(cfg, tmp_path / "b", pool, progress=False, build=fake_build)
+    resumed.prepare_run_dir(resume=True)
+    assert resumed.state["global_step"] == 4
+    resumed.fit()
+    assert param_checksum(resumed.model) == param_checksum(full.model)
+    assert (tmp_path / "a" / "logs" / "mouth_pose.csv").read_text() == \
+        (tmp_path / "b" / "logs" / "mouth_pose.csv").read_text()
+
+
+def test_faceless_corrupt_and_silent_clips_are_counted_not_dropped_silently(mead, tmp_path):
+    from benchmarks.datasets.mini_mead import write_m4a
+    from benchmarks.media import write_video
+    from edtalk.train.real_data import load_real_pools, report_lines
+
+    root = tmp_path / "MEAD"
+    shutil.copytree(mead["root"], root, ignore=shutil.ignore_patterns(".edtalk-train-cache"))
+    (root / "M030/audio/happy/level_2/002.m4a").unlink()  # its video has no speech track either
+    (root / "M003/video/front/angry/level_3/001.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42" + b"\x13" * 500)
+    faceless = root / "M003/video/front/sad/level_1/004.mp4"
+    faceless.parent.mkdir(parents=True)
+    write_video(faceless, np.full((N_FRAMES, 128, 128, 3), 90, np.uint8), fps=25)
+    (root / "M003/audio/sad/level_1").mkdir(parents=True)
+    write_m4a(root / "M003/audio/sad/level_1/004.m4a", np.zeros(16000 * N_FRAMES // 25, np.float32))
+    lists = _lists(tmp_path / "lists", TRAIN + ("M003#sad#level_1#004", "M030#sad#level_1#009"), TEST)
+    train, _, report = load_real_pools(root, "mead", SMOKE_SIZE, lists, cache_dir=tmp_path / "cache")
+    assert sorted(c.name for c in train.clips) == ["M003#neutral#level_1#001", "M030#neutral#level_1#001"]
+    assert report["train"]["skipped"] == {"corrupt": 1, "no_audio": 1, "no_face": 1}
+    assert report["train"]["missing"] == 1 and report["train"]["missing_names"] == ["M030#sad#level_1#009"]
+    text = "\n".join(report_lines(report))
+    assert "1 not under --data; skipped: " in text
+    for reason, name in (("corrupt", "M003#angry"), ("no_audio", "M030#happy"), ("no_face", "M003#sad")):
+        assert f"skipped ({reason}) {name}" in text
+
+
+@pytest.mark.parametrize("case", ["shared-speaker", "bad-emotion", "options-without-dataset", "no-clip",
+                                  "not-square"])
+def test_bad_input_is_one_line(mead, tmp_path, capsys, case):
+    from benchmarks.media import write_video
+
+    data, lists, extra = mead["root"], None, []
+    if case == "shared-speaker":
+        lists = _lists(tmp_path / "lists", TRAIN + ("W009#angry#level_1#001",), TEST)
+        expect = "MEAD test speakers also in the train list ('W009')"
+    elif case == "bad-emotion":
+        lists = _lists(tmp_path / "lists", TRAIN + ("M003#angery#level_1#001",), TEST)
+        expect = "train.json: 1 of 5 clip names do not parse as MEAD <id>#<emotion>#level_<k>#<nnn> or HDTF " \
+            "<video>#<k>: 'M003#angery#level_1#001'"
+    elif case == "options-without-dataset":
+        code = main(["train", "--preset", "smoke", "--out", str(tmp_path / "r"), "--limit-clips", "2"])
+        assert code == 2
+        err = capsys.readouterr().err.strip()
+        assert err.count("\n") == 0 and "--limit-clips only apply to real data: add --dataset" in err
+        return
+    elif case == "no-clip":
+        data = tmp_path / "empty"
+        data.mkdir()
+        expect = "no usable MEAD training clip of the 4"
+    else:
+        data = tmp_path / "MEAD"
+        write_video(data / "M003/video/front/neutral/level_1/001.mp4", np.zeros((4, 72, 128, 3), np.uint8), fps=25)
+        lists = _lists(tmp_path / "lists", TRAIN[:1], TEST)
+        expect = "is 128x72, not a square face crop; crop the tree first with `edtalk data crop"
+    assert _train(mead, tmp_path / "run", "--max-steps", "1", *extra, data=data, lists=lists) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and expect in err, err
+    assert not (tmp_path / "run" / "checkpoints").exists()
+
+
+def test_unknown_dataset_and_limit_are_refused(mead, tmp_path):
+    from edtalk.train.real_data import load_real_pools
+
+    with pytest.raises(InputError, match="--dataset must be one of mead, hdtf"):
+        load_real_pools(mead["root"], "vox", SMOKE_SIZE, mead["lists"])
+    with pytest.raises(InputError, match="--limit-clips must be at least 1"):
+        load_real_pools(mead["root"], "mead", SMOKE_SIZE, mead["lists"], limit_clips=0)
+    train, test, report = load_real_pools(mead["root"], "mead", SMOKE_SIZE, mead["lists"], limit_clips=1,
+                                          cache_dir=tmp_path)
+    assert [c.name for c in train.clips] == [TRAIN[0]] and report["train"]["limit_clips"] == 1
