@@ -182,3 +182,33 @@ def test_unknown_dataset_and_limit_are_refused(mead, tmp_path):
     train, test, report = load_real_pools(mead["root"], "mead", SMOKE_SIZE, mead["lists"], limit_clips=1,
                                           cache_dir=tmp_path)
     assert [c.name for c in train.clips] == [TRAIN[0]] and report["train"]["limit_clips"] == 1
+
+
+def test_hdtf_segments_are_cut_from_the_full_video_with_its_own_speech(tmp_path):
+    """HDTF: ROOT/<video>.mp4 full length, `<video>#<k>` is seconds 5(k-1)..5k; speech from the video's track."""
+    from benchmarks.media import read_audio, read_video, write_video
+    from benchmarks.realfaces import talking_clip
+    from edtalk.audio_features import mel_windows, melspectrogram
+    from edtalk.train.real_data import load_real_pools
+
+    root = tmp_path / "HDTF"
+    videos = {"WDA_Alice_000": ("grace_hopper", 0), "WRA_Bob_001": ("astronaut", 0)}
+    for vid, (photo, face) in videos.items():
+        clip = talking_clip(photo, n_frames=135, size=64, seed=len(vid), face=face)  # 5.4 s
+        write_video(root / f"{vid}.mp4", clip.frames, fps=25, audio=clip.audio)
+    lists = _lists(tmp_path / "lists", ["WDA_Alice_000#2", "WDA_Alice_000#1"], ["WRA_Bob_001#1"])
+    train, test, report = load_real_pools(root, "hdtf", 32, lists, cache_dir=tmp_path / "cache")
+    assert [c.name for c in train.clips] == ["WDA_Alice_000#2", "WDA_Alice_000#1"]
+    assert train.identities == ["WDA_Alice_000"] and [c.identity for c in test.clips] == ["WRA_Bob_001"]
+    assert report["train"]["frames"] == 135 and train.size == 32  # segment 2 is cut short by the video's end
+    full = read_video(root / "WDA_Alice_000.mp4").frames
+    second = train.clips[0]
+    # segment 2 is frames 125-134 of the video, resized 64 -> 32 (area: a 2x2 mean)
+    expect = full[125:135].reshape(10, 32, 2, 32, 2, 3).mean(axis=(2, 4))
+    assert np.abs(second.frames.astype(float) - expect).mean() < 1.0
+    wav = read_audio(root / "WDA_Alice_000.mp4", 16000)[5 * 16000:10 * 16000]
+    np.testing.assert_allclose(np.load(second.gt["mel_path"]), mel_windows(melspectrogram(wav), 10, fps=25),
+                               atol=1e-6)
+    lists = _lists(tmp_path / "shared", ["WDA_Alice_000#1"], ["WDA_Alice_000#2"])
+    with pytest.raises(InputError, match=r"HDTF test speakers also in the train list \('WDA_Alice_000'\)"):
+        load_real_pools(root, "hdtf", 32, lists, cache_dir=tmp_path / "cache")
