@@ -23,6 +23,8 @@ def register(subparsers) -> None:
     p.add_argument("--limit-clips", type=int, default=None, help="with --dataset: at most N clips per split (dry run)")
     p.add_argument("--cache", default=None, help="with --dataset: where prepared clips (frames at the model's size, "
                    "dlib landmarks, mel windows) are kept (default DATA/.edtalk-train-cache)")
+    p.add_argument("--prepare-workers", type=int, default=1,
+                   help="with --dataset: processes that decode and detect uncached clips (default 1)")
     p.add_argument("--max-steps", type=int, default=None, help="cap every stage at N steps (dry run)")
     p.add_argument("--stage", default="all",
                    help="0, 1, 2, all (default) or audio (stage 3, audio-to-motion, after 0-2)")
@@ -75,4 +77,7 @@ def real_options(args) -> dict | None:
         if given:
             raise InputError(f"{', '.join(given)} only apply to real data: add --dataset mead|hdtf")
         return None
-    return {"dataset": args.dataset, "lists": args.lists, "limit_clips": args.limit_clips, "cache": args.cache}
+    if args.prepare_workers < 1:
+        raise InputError(f"--prepare-workers must be at least 1, not {args.prepare_workers}")
+    return {"dataset": args.dataset, "lists": args.lists, "limit_clips": args.limit_clips, "cache": args.cache,
+            "workers": args.prepare_workers}

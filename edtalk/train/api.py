@@ -30,7 +30,7 @@ def parse_stages(stages) -> set[str] | None:
 
 def load_pools(cfg: TrainConfig, data_dir, real: dict | None = None):
     """(train pool, held-out test pool or None) from a world directory or generated in memory, or, with
-    `real` ({"dataset": "mead"|"hdtf", "lists", "limit_clips", "cache"}), from real video under `data_dir`
+    `real` ({"dataset": "mead"|"hdtf", "lists", "limit_clips", "cache", "workers"}), from real video under `data_dir`
     (edtalk.train.real_data; its report is kept in real["report"])."""
     from edtalk.train.data import FramePool
 
@@ -40,7 +40,8 @@ def load_pools(cfg: TrainConfig, data_dir, real: dict | None = None):
         if data_dir is None:
             raise InputError(f"--dataset {real['dataset']} needs --data ROOT, the {real['dataset'].upper()} root")
         train, test, real["report"] = load_real_pools(data_dir, real["dataset"], cfg.model.size, real.get("lists"),
-                                                      real.get("limit_clips"), real.get("cache"))
+                                                      real.get("limit_clips"), real.get("cache"),
+                                                      workers=real.get("workers", 1))
         return train, test
     if data_dir is not None:
         if not Path(data_dir).is_dir():

@@ -67,9 +67,10 @@ def test_every_stage_trains_on_real_clips_and_the_cache_is_reused(mead, tmp_path
 def test_cache_holds_frames_landmarks_and_mel_windows_aligned_to_frames(mead, tmp_path):
     from benchmarks.media import read_audio, read_video
     from edtalk.audio_features import mel_windows, melspectrogram
-    from edtalk.train.real_data import load_real_pools
+    from edtalk.train.real_data import FastDlib68, load_real_pools
 
     train, test, report = load_real_pools(mead["root"], "mead", SMOKE_SIZE, mead["lists"], cache_dir=tmp_path)
+    assert report["train"]["decoded"] == 4 * N_FRAMES
     clip = next(c for c in train.clips if c.name == "M003#angry#level_3#001")
     assert clip.identity == "M003" and clip.emotion == "angry" and clip.split == "train"
     assert clip.frames.shape == (N_FRAMES, SMOKE_SIZE, SMOKE_SIZE, 3) and isinstance(clip.frames, np.memmap)
@@ -78,11 +79,26 @@ def test_cache_holds_frames_landmarks_and_mel_windows_aligned_to_frames(mead, tm
     assert (clip.landmarks[:, 48:, 1].mean() > SMOKE_SIZE / 2) and clip.landmarks.max() < SMOKE_SIZE
     raw = read_video(mead["videos"]["M003#angry#level_3#001"]).frames
     assert abs(float(clip.frames.mean()) - float(raw.mean())) < 3.0  # the same pictures, resized
+    np.testing.assert_array_equal(clip.landmarks, (FastDlib68()(raw) * SMOKE_SIZE / 128).astype(np.float32))
     mel = np.load(clip.gt["mel_path"])
     wav = read_audio(mead["audio"]["M003#angry#level_3#001"], 16000)
     assert mel.shape == (N_FRAMES, 80, 16)
     np.testing.assert_allclose(mel, mel_windows(melspectrogram(wav), N_FRAMES, fps=25), atol=1e-6)
     assert [c.identity for c in test.clips] == ["W009"]
+
+
+@pytest.mark.slow  # two processes each load dlib and warm librosa: ~20 s on 2 loaded cores
+def test_parallel_preparation_writes_what_one_process_writes(mead, tmp_path):
+    from edtalk.train.real_data import load_real_pools
+
+    one = load_real_pools(mead["root"], "mead", SMOKE_SIZE, mead["lists"], cache_dir=tmp_path / "one")
+    two = load_real_pools(mead["root"], "mead", SMOKE_SIZE, mead["lists"], cache_dir=tmp_path / "two", workers=2)
+    assert two[2]["train"]["decoded"] == 4 * N_FRAMES
+    for a, b in zip(one[0].clips + one[1].clips, two[0].clips + two[1].clips, strict=True):
+        assert a.name == b.name
+        np.testing.assert_array_equal(a.frames, b.frames)
+        np.testing.assert_array_equal(a.landmarks, b.landmarks)
+        np.testing.assert_array_equal(np.load(a.gt["mel_path"]), np.load(b.gt["mel_path"]))
 
 
 def test_kill_resumes_exactly_on_real_data(mead, tmp_path):
