@@ -46,6 +46,13 @@ MANIFEST: dict[str, WeightFile] = {w.key: w for w in [
                licence="face-alignment (BSD-3-Clause code; S3FD weights, research use)",
                note="face_alignment's S3FD (metrics.crops.s3fd.FaceAlignmentSFD); face_alignment downloads it "
                     "to torch hub's cache, where it is looked for; the name's 619a316812 is not checked"),
+    WeightFile("fan-2d", "mouth-sync crop (LSE)", "2DFAN4-cd938726ad.zip",
+               "https://www.adrianbulat.com/downloads/python-fan/2DFAN4-cd938726ad.zip",
+               licence="face-alignment (BSD-3-Clause code; FAN weights, research use)",
+               note="face_alignment 1.3.4's 2D-FAN (metrics.crops.fan), a TorchScript archive whose tensors are read "
+                    "without running its code; face_alignment puts it in torch hub's cache; no published hash, the "
+                    "name's cd938726ad is not checked; the later plain state dict 2DFAN4-11f355bf06.pth.tar "
+                    "works when passed as a path"),
     WeightFile("inception-fid", "fid", "pt_inception-2015-12-05-6726825d.pth",
                "https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/"
                "pt_inception-2015-12-05-6726825d.pth", sha256_prefix="6726825d",

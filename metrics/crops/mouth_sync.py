@@ -9,10 +9,12 @@ Reference: evaluation_eat code/_fast_align.py + code/scripts/align_68.py (align_
   A clip in which any frame has no face is dropped whole (align_folder returns "preprocessing failed"
   and no video is written): the result is empty with dropped = T, and info says which frame.
 
-Landmarks: EAT uses face_alignment's 2D-FAN. This project cannot ship or parity-test FAN (its weights
-are not on PyPI), so `landmarks=` takes either a (T, 68, 2) array (NaN rows = no face), e.g. FAN points
-computed elsewhere, or a callable frames -> (T, 68, 2); without it dlib's 68-point predictor runs (HOG,
-upsample 1, first detection), and the result records that deviation.
+Landmarks: EAT uses face_alignment's 2D-FAN (metrics.crops.fan: face_alignment 1.3.4's network, crop and
+heatmap decoding, parity-tested on seeded weights). It runs when its weights are found (`fan=` a path, else
+`locate("fan-2d")`), on face_alignment's own S3FD boxes when "s3fd-fa" weights are found, else on dlib HOG
+boxes (recorded). Without FAN weights dlib's 68-point predictor runs (HOG, upsample 1, first detection), and
+the result records that deviation. `landmarks=` overrides both: a (T, 68, 2) array (NaN rows = no face) or
+a callable frames -> (T, 68, 2).
 Other deliberate differences: EAT round-trips frames through JPEG (cv2.imwrite quality 95) before the
 landmarks and the warp, and smooths the bias in the order face_alignment's glob lists the frame files
 (directory order, not time order); here frames are used as given and smoothed in time order.
@@ -76,8 +78,22 @@ def _dlib_landmarks(frames) -> np.ndarray:
     return np.array(out).reshape(-1, 68, 2)
 
 
+def _fan(path, device):
+    """(FanLandmarks, "") when FAN weights are found; (None, why) otherwise. An explicit `path` must exist."""
+    from metrics.errors import MissingWeightsError
+
+    try:
+        from metrics.crops.fan import FanLandmarks
+
+        return FanLandmarks(path=path, device=device), ""
+    except MissingWeightsError as exc:
+        if path is not None:
+            raise
+        return None, str(exc).split(";")[0]
+
+
 @register("mouth-sync")
-def mouth_sync(frames, landmarks=None) -> CropResult:
+def mouth_sync(frames, landmarks=None, fan=None, device=None) -> CropResult:
     """EAT's SyncNet crop of one clip (see the module docstring): (T, 224, 224, 3), or empty when a frame
     has no face. boxes: (T, 68, 2) landmarks used. The clip is read twice (landmarks, then warp): an array
     or a zero-argument callable returning a fresh iterator (e.g. `lambda: iter_video(path)`) streams; a
@@ -96,9 +112,15 @@ def mouth_sync(frames, landmarks=None) -> CropResult:
             frames = frames[None]
         source = frames
     deviations = []
-    if landmarks is None:
+    fan_model, why = (None, "") if landmarks is not None else _fan(fan, device)
+    if fan_model is not None:
+        marks = fan_model(iter_frames(source, "mouth-sync"))
+        deviations += fan_model.deviations
+        detector = fan_model.name
+        n = len(marks)
+    elif landmarks is None:
         marks = _dlib_landmarks(iter_frames(source, "mouth-sync"))
-        deviations.append("landmarks: dlib 68 (HOG, upsample 1) instead of EAT's face_alignment 2D-FAN")
+        deviations.append(f"landmarks: dlib 68 (HOG, upsample 1) instead of EAT's face_alignment 2D-FAN ({why})")
         detector = "dlib-68"
         n = len(marks)
     else:
