@@ -258,8 +258,11 @@ def _split_pool(dataset: str, root: Path, names: list[str], split: str, size: in
             counts["decoded"] += record["frames"]
             counts["decode_seconds"] += record["decode_seconds"]
         clips.append(_pool_clip(dataset, name, split, cache / name))
+    emotions = sorted({c.emotion for c in clips})
     report[split] = {"listed": len(names), "missing": len(missing), "missing_names": missing[:20],
                      "limit_clips": limit, "used": len(clips), **counts,
+                     "speakers": len({c.identity for c in clips}),
+                     "emotions": {e: sum(c.emotion == e for c in clips) for e in emotions},
                      "skipped": {k: len(v) for k, v in skipped.items()}, "skipped_clips": skipped}
     return FramePool(clips) if clips else None
 

@@ -85,6 +85,26 @@ def test_cache_holds_frames_landmarks_and_mel_windows_aligned_to_frames(mead, tm
     assert mel.shape == (N_FRAMES, 80, 16)
     np.testing.assert_allclose(mel, mel_windows(melspectrogram(wav), N_FRAMES, fps=25), atol=1e-6)
     assert [c.identity for c in test.clips] == ["W009"]
+    # Stage 2's pairs: a neutral clip is the identity source, an emotional one (with its label) the target.
+    names = [c.name for c in train.clips]
+    assert [names[k] for k in train.neutral["M030"]] == ["M030#neutral#level_1#001"]
+    assert [names[k] for k in train.emotional["M030"]] == ["M030#happy#level_2#002"]
+    assert report["train"]["emotions"] == {"angry": 1, "happy": 1, "neutral": 2} and report["train"]["speakers"] == 2
+
+
+def test_dataloader_workers_read_the_cache_and_draw_the_same_batches(mead, tmp_path):
+    import torch
+    from torch.utils.data import DataLoader
+
+    from edtalk.train.data import PairDataset
+    from edtalk.train.real_data import load_real_pools
+
+    pool = load_real_pools(mead["root"], "mead", SMOKE_SIZE, mead["lists"], cache_dir=tmp_path)[0]
+    ds = PairDataset(pool, "mouth_pose", 8, seed=5)
+    batches = [list(DataLoader(ds, batch_size=4, num_workers=w)) for w in (0, 2)]
+    for a, b in zip(*batches, strict=True):
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert not torch.equal(batches[0][0]["a"], batches[0][0]["b"])
 
 
 @pytest.mark.slow  # two processes each load dlib and warm librosa: ~20 s on 2 loaded cores
