@@ -299,6 +299,16 @@ def heatmap_points(heatmaps: np.ndarray, centre, scale: float) -> tuple[np.ndarr
     return preds, image_points
 
 
+def _unwrapped(state: dict, own: dict) -> dict:
+    """`state` without a leading component every key shares ("module.", a tracing wrapper's attribute) when
+    that makes its keys FAN's: the archive's module tree is not published, so a wrapper is not ruled out."""
+    heads = {key.split(".", 1)[0] for key in state}
+    if set(state) == set(own) or len(heads) != 1 or not all("." in key for key in state):
+        return state
+    stripped = {key.split(".", 1)[1]: value for key, value in state.items()}
+    return stripped if set(stripped) == set(own) else state
+
+
 class FanLandmarks:
     """`landmarks(frames) -> float64 (T, 68, 2)` (NaN rows: no face) with face_alignment 1.3.4's 2D-FAN.
 
@@ -320,11 +330,12 @@ class FanLandmarks:
             where = locate("fan-2d", path, verify=path is None)
             state_dict = load_fan_state(where)
         self.net = FAN()
+        state_dict = _unwrapped(state_dict, self.net.state_dict())
         load_matching_state(self.net, state_dict, where, "face_alignment's 2D-FAN (2DFAN4) state dict")
         self.device = resolve_device(device)
         self.net.to(self.device).eval()
         self.detector, self.deviations = self._detector(detector, detector_weights, detector_state)
-        self.name = f"fan-2d + {self.detector.name}"
+        self.name = f"fan-2d + {getattr(self.detector, 'name', type(self.detector).__name__)}"
 
     def _detector(self, spec, weights, state):
         from metrics.crops.detectors import DlibHog

@@ -89,6 +89,13 @@ def test_state_dict_layout_is_2dfan4():
     assert tuple(state["l3.weight"].shape) == (68, 256, 1, 1) and tuple(state["al0.weight"].shape) == (256, 68, 1, 1)
 
 
+def test_a_wrapped_state_dict_is_unwrapped_and_a_foreign_one_is_one_line():
+    state = {f"module.{k}": v for k, v in fan_state(1).items()}
+    FanLandmarks(state_dict=state, device="cpu", detector=lambda frame: np.zeros((0, 5)))
+    with pytest.raises(CheckpointMismatchError, match="2D-FAN"):
+        FanLandmarks(state_dict={"conv1.weight": torch.zeros(1)}, device="cpu", detector="dlib-hog")
+
+
 @pytest.mark.filterwarnings("ignore:`torch.jit.trace")  # the deprecated tracer is what wrote face_alignment's archives
 def test_torchscript_archive_is_read_without_running_it(tmp_path):
     small = FAN(stacks=1).eval()
