@@ -40,6 +40,13 @@ def register(subparsers) -> None:
 
 def run(args) -> int:
     if str(args.stage) == "audio":  # stage 3 has its own loop (edtalk/train/audio_stage.py)
+        if args.dataset is not None:
+            from metrics.errors import InputError
+
+            # The cache holds the mel windows; the stage's records (model targets, its evaluation's
+            # ground-truth jaw and pose) are not built from real clips yet (issue 18).
+            raise InputError("--stage audio reads a synthetic world only; train stages 0-2 on real data with "
+                             "--dataset, and the audio stage with --data WORLD")
         from edtalk.train.audio_stage import run_from_args
 
         return run_from_args(args)
