@@ -6,7 +6,7 @@ position (epoch, next batch) is part of the checkpoint.
 
 Sources: a synthetic world directory (`benchmarks.datasets.synthetic.SyntheticWorld`), or a world
 generated in memory with `benchmarks.synthetic.generate_clip` when no directory is given.
-Real MEAD/HDTF data enter the same way once their readers yield frames + 68-point landmarks.
+Real MEAD/HDTF clips enter the same way, as memory-mapped frames with dlib's 68 landmarks (edtalk.train.real_data).
 """
 from __future__ import annotations
 

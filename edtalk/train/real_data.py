@@ -10,7 +10,9 @@ frames resized to the model's size (`frames.npy`, uint8), dlib's 68 landmarks pe
 the release's mel windows aligned to the frames (`mel.npy`, (T, 80, 16), for the audio stage) and
 `record.json`, written last, which also records why a clip was left out. Training then memory-maps the
 frames, so memory stays bounded whatever the data set's size and DataLoader workers share the pages; the
-pairs are drawn by `edtalk.train.data.PairDataset`, a pure function of (seed, epoch, index).
+pairs are drawn by `edtalk.train.data.PairDataset`, a pure function of (seed, epoch, index). The frames are
+stored raw, size x size x 3 bytes each (196 kB at 256 px, 12 kB at 64 px): the disk the cache needs is that
+times the data set's frame count.
 
 Test speakers never train: a speaker in both lists is a one-line error naming it. Clips of the list that
 the root lacks, and clips without a face, without audio or that do not decode, are left out and counted,
