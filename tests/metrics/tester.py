@@ -154,6 +154,9 @@ def _rank_main(rank: int, world_size: int, port: int, cases_module: str, names: 
         dist.destroy_process_group()
     with open(Path(workdir) / f"rank{rank}.pkl", "wb") as f:
         pickle.dump(out, f)
+    # Leave without the interpreter's teardown: there gloo's background threads sometimes abort the process
+    # ("terminate called without an active exception", SIGABRT) after all the work above has finished.
+    os._exit(0)
 
 
 def run_two_processes(cases: dict[str, MetricCase], workdir: Path) -> list[dict[str, Any]]:
@@ -167,6 +170,8 @@ def run_two_processes(cases: dict[str, MetricCase], workdir: Path) -> list[dict[
         if case.prepare is not None:
             case.prepare(workdir)
     module = next(iter(cases.values())).build.__module__
+    for r in range(2):
+        (workdir / f"rank{r}.pkl").unlink(missing_ok=True)
     mp.spawn(_rank_main, args=(2, _free_port(), module, sorted(cases), str(workdir)), nprocs=2, join=True)
     return [pickle.loads((workdir / f"rank{r}.pkl").read_bytes()) for r in range(2)]
 
