@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from crop_fixtures import clip_and_detections
 
 from metrics.crops import crop
 from metrics.crops.edtalk_preprocess import clip_box, edtalk_preprocess, trajectories
@@ -30,19 +31,11 @@ def reference():
     return dict(np.load(FIXTURE))
 
 
-def _clip(reference, name, tmp_path_factory):
-    from benchmarks.media import read_video
-
-    path = tmp_path_factory.mktemp("clips") / f"{name}.mp4"
-    path.write_bytes(reference[f"{name}_mp4"].tobytes())
-    frames = read_video(path).frames
-    flat = reference[f"{name}_detections"]
-    return frames, [flat[flat[:, 0] == i, 1:] for i in range(len(frames))]
 
 
 @pytest.mark.parametrize("name", ["a", "b"])
 def test_trajectories_and_boxes_match_the_release_commands(reference, name, tmp_path_factory):
-    frames, detections = _clip(reference, name, tmp_path_factory)
+    frames, detections = clip_and_detections(reference, name, tmp_path_factory)
     found, too_short = trajectories(detections)
     commands = [COMMAND.search(str(c)).groups() for c in reference[f"{name}_commands"]]
     assert len(found) == len(commands) == 2 and too_short == 0
@@ -53,7 +46,7 @@ def test_trajectories_and_boxes_match_the_release_commands(reference, name, tmp_
 
 @pytest.mark.parametrize("name", ["a", "b"])
 def test_crops_match_the_release_ffmpeg_output(reference, name, tmp_path_factory):
-    frames, detections = _clip(reference, name, tmp_path_factory)
+    frames, detections = clip_and_detections(reference, name, tmp_path_factory)
     result = crop(frames, "edtalk-preprocess", detections=detections)
     sums = reference[f"{name}_crop_sum"]
     assert result.frames.shape == (len(sums), 256, 256, 3) and result.kept.tolist() == list(range(len(sums)))
@@ -66,7 +59,7 @@ def test_crops_match_the_release_ffmpeg_output(reference, name, tmp_path_factory
 
 
 def test_another_trajectory_and_faceless_clip(reference, tmp_path_factory):
-    frames, detections = _clip(reference, "a", tmp_path_factory)
+    frames, detections = clip_and_detections(reference, "a", tmp_path_factory)
     second = edtalk_preprocess(frames, detections=detections, trajectory=1)
     assert second.kept[0] == 19 and second.kept[-1] == 28  # the last detected frame (29) is outside -t
     with pytest.raises(InputError, match="trajectory 2 asked for, the clip has 2"):
@@ -105,7 +98,7 @@ def test_bad_input_is_one_line():
 
 
 def test_streams_from_a_rereadable_source(reference, tmp_path_factory):
-    frames, detections = _clip(reference, "a", tmp_path_factory)
+    frames, detections = clip_and_detections(reference, "a", tmp_path_factory)
     reads = []
 
     def source():

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from crop_fixtures import clip_and_detections
 
 from metrics.crops import crop
 from metrics.crops.syncnet_track import content_shots, syncnet_track
@@ -28,20 +29,11 @@ def reference():
     return dict(np.load(FIXTURE))
 
 
-def _clip(reference, name, tmp_path_factory):
-    from benchmarks.media import read_video
-
-    path = tmp_path_factory.mktemp("clips") / f"{name}.mp4"
-    path.write_bytes(reference[f"{name}_mp4"].tobytes())
-    frames = read_video(path).frames
-    flat = reference[f"{name}_detections"]
-    detections = [flat[flat[:, 0] == i, 1:] for i in range(len(frames))]
-    return frames, detections
 
 
 @pytest.mark.parametrize("name", ["a", "b"])
 def test_tracks_and_crops_match_run_pipeline_given_the_same_detections(reference, name, tmp_path_factory):
-    frames, detections = _clip(reference, name, tmp_path_factory)
+    frames, detections = clip_and_detections(reference, name, tmp_path_factory)
     min_track, num_failed_det, min_face_size, crop_scale = reference[f"{name}_options"]
     n_tracks = int(reference[f"{name}_ntracks"])
     assert n_tracks == (1 if name == "a" else 2)
@@ -63,7 +55,7 @@ def test_tracks_and_crops_match_run_pipeline_given_the_same_detections(reference
 def test_track_boxes_and_smoothing_match(reference, tmp_path_factory):
     from metrics.crops.syncnet_track import crop_windows, track_shot
 
-    frames, detections = _clip(reference, "b", tmp_path_factory)
+    frames, detections = clip_and_detections(reference, "b", tmp_path_factory)
     faces = [[(i, tuple(d[:4])) for d in detections[i]] for i in range(len(frames))]
     tracks = track_shot(faces, 25, 10, 40)
     for k, t in enumerate(tracks):
@@ -72,7 +64,7 @@ def test_track_boxes_and_smoothing_match(reference, tmp_path_factory):
 
 
 def test_default_rules_drop_a_short_clip_and_say_so(reference, tmp_path_factory):
-    frames, detections = _clip(reference, "a", tmp_path_factory)
+    frames, detections = clip_and_detections(reference, "a", tmp_path_factory)
     result = syncnet_track(frames, detections=detections)  # min_track 100: a 44-frame clip is under it
     assert len(result.kept) == 0 and result.dropped == len(frames) and result.frames.shape == (0, 224, 224, 3)
     # the faceless gap is a cut for the ContentDetector (the second, 4 frames later, is under min_scene_len)
@@ -84,7 +76,7 @@ def test_default_rules_drop_a_short_clip_and_say_so(reference, tmp_path_factory)
 
 
 def test_two_faces_take_the_longest_track_and_list_both(reference, tmp_path_factory):
-    frames, detections = _clip(reference, "b", tmp_path_factory)
+    frames, detections = clip_and_detections(reference, "b", tmp_path_factory)
     result = syncnet_track(frames, detections=detections, shots=[(0, 30)], min_track=10, min_face_size=40)
     assert [t["end"] - t["start"] for t in result.info["tracks"]] == [30, 25]
     assert result.info["chosen_track"] == 0 and len(result.kept) == 30
@@ -133,7 +125,7 @@ def test_bad_input_is_one_line():
 
 
 def test_streams_from_a_rereadable_source(reference, tmp_path_factory):
-    frames, detections = _clip(reference, "b", tmp_path_factory)
+    frames, detections = clip_and_detections(reference, "b", tmp_path_factory)
     reads = []
 
     def source():

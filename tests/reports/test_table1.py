@@ -4,7 +4,6 @@ page 1), with the paper's rows, best per column and a pipeline footnote per metr
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 from html.parser import HTMLParser
@@ -12,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from browser import load_in_chromium
 
 from benchmarks.datasets.real import official_test_names, parse_official_name
 from benchmarks.protocols.engine import Case, bootstrap_ci, evaluate
@@ -179,17 +179,7 @@ def test_cli_report_html_in_chromium_and_pdf_table_on_page_one(results, tmp_path
         assert word in page1, word
     text = html.read_text()
     assert "<script" not in text and "http://" not in text and "https://" not in text
-    exe = shutil.which("chromium") or shutil.which("chromium-browser")
-    if exe is None:
-        pytest.skip("chromium not installed (apt-get install chromium): HTML not loaded in a browser")
-    shot = tmp_path / "shot.png"
-    cmd = [exe, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--hide-scrollbars",
-           f"--user-data-dir={tmp_path / 'profile'}", "--enable-logging=stderr", "--v=0",
-           f"--screenshot={shot}", "--window-size=1400,1200", html.resolve().as_uri()]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120, env={**os.environ, "HOME": str(tmp_path)})
-    assert shot.is_file(), proc.stderr[-2000:]
-    console = [ln for ln in proc.stderr.splitlines() if "CONSOLE" in ln or "Uncaught" in ln]
-    assert not console, console
+    load_in_chromium(html, tmp_path, "1400,1200")
 
 
 def test_a_synthetic_results_file_is_not_a_table1_input(tmp_path):
