@@ -98,11 +98,16 @@ def load_official_lists(lists_dir=None) -> dict[str, list[str]]:
     return out
 
 
-def official_test_names(dataset: str, lists_dir=None) -> list[str]:
-    """Test clip names of `dataset` ("mead" or "hdtf") from the official test list, in file order."""
+def names_of(dataset: str, names: list[str]) -> list[str]:
+    """The names of `dataset` ("mead" or "hdtf") in a list that mixes both, in list order."""
     if dataset not in ("mead", "hdtf"):
         raise InputError(f"unknown dataset {dataset!r}; use 'mead' or 'hdtf'")
-    return [n for n in official_list("test", lists_dir) if bool(MEAD_NAME.match(n)) == (dataset == "mead")]
+    return [n for n in names if bool(MEAD_NAME.match(n)) == (dataset == "mead")]
+
+
+def official_test_names(dataset: str, lists_dir=None) -> list[str]:
+    """Test clip names of `dataset` ("mead" or "hdtf") from the official test list, in file order."""
+    return names_of(dataset, official_list("test", lists_dir))
 
 
 def parse_official_name(name: str) -> dict:

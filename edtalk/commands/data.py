@@ -42,9 +42,9 @@ def run_synth(args) -> int:
 def run_lists(args) -> int:
     from collections import Counter
 
-    from benchmarks.datasets.real import MEAD_NAME, official_list
+    from benchmarks.datasets.real import names_of, official_list
 
-    names = [n for n in official_list(args.split, args.lists) if bool(MEAD_NAME.match(n)) == (args.dataset == "mead")]
+    names = names_of(args.dataset, official_list(args.split, args.lists))
     if args.names:
         print("\n".join(names))
         return 0

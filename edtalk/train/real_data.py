@@ -27,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmarks.datasets.real import names_of
 from edtalk.train.data import FramePool, PoolClip
 from metrics.errors import InputError
 
@@ -45,18 +46,12 @@ def speaker_of(dataset: str, name: str) -> str:
     return parse_mead_name(name)["identity"] if dataset == "mead" else parse_hdtf_name(name)["video_id"]
 
 
-def dataset_names(dataset: str, names: list[str]) -> list[str]:
-    from benchmarks.datasets.real import MEAD_NAME
-
-    return [n for n in names if bool(MEAD_NAME.match(n)) == (dataset == "mead")]
-
-
 def check_speakers(dataset: str, lists: dict[str, list[str]], source: str) -> None:
     """A speaker of the test list must never be trained on: one line naming every shared speaker."""
     from benchmarks.datasets.common import preview
 
-    train = {speaker_of(dataset, n) for n in dataset_names(dataset, lists["train"])}
-    test = {speaker_of(dataset, n) for n in dataset_names(dataset, lists["test"])}
+    train = {speaker_of(dataset, n) for n in names_of(dataset, lists["train"])}
+    test = {speaker_of(dataset, n) for n in names_of(dataset, lists["test"])}
     shared = sorted(train & test)
     if shared:
         raise InputError(f"{source}: {dataset.upper()} test speakers also in the train list ({preview(shared)}); "
@@ -294,14 +289,14 @@ def load_real_pools(root, dataset: str, size: int, lists_dir=None, limit_clips: 
     detector = _LazyDetector(detector_factory or FastDlib68)
     report = {"dataset": dataset, "root": str(root), "lists": source, "cache": str(cache), "size": size}
     t0 = time.perf_counter()
-    train = _split_pool(dataset, root, dataset_names(dataset, lists["train"]), "train", size, cache,
+    train = _split_pool(dataset, root, names_of(dataset, lists["train"]), "train", size, cache,
                         limit_clips, detector, report, workers)
     if train is None:
         why = "; ".join(f"{k}: {v}" for k, v in report["train"]["skipped"].items()) or "none of them is there"
         raise InputError(f"--data {root}: no usable {dataset.upper()} training clip of the "
                          f"{report['train']['listed']} in {source} ({why}); check the layout "
                          "(ROOT/<id>/video/front/<emotion>/level_<k>/<nnn>.mp4 for MEAD, ROOT/<video>.mp4 for HDTF)")
-    test = _split_pool(dataset, root, dataset_names(dataset, lists["test"]), "test", size, cache,
+    test = _split_pool(dataset, root, names_of(dataset, lists["test"]), "test", size, cache,
                        limit_clips, detector, report, workers)
     report["prepare_seconds"] = round(time.perf_counter() - t0, 3)
     return train, test, report
