@@ -105,9 +105,19 @@ def list_variants() -> list[Variant]:
     return list(VARIANTS.values())
 
 
-def resolve_config(preset: str, variant: str = "full", seed: int = 0, overrides: dict | None = None) -> TrainConfig:
-    """Preset + the variant's overrides (+ extra overrides) → the run's typed TrainConfig."""
+def resolve_config(preset: str, variant: str = "full", seed: int = 0, overrides: dict | None = None,
+                   max_steps: int | None = None) -> TrainConfig:
+    """Preset + the variant's overrides (+ extra overrides) → the run's typed TrainConfig; `max_steps` (a dry
+    run's --max-steps) cuts every stage to at most that many iterations (its lr schedule follows the cut)."""
+    import dataclasses
+
     v = get_variant(variant)
     cfg = apply_overrides(train_preset(preset), {**v.overrides, "seed": int(seed), "variant": v.name},
                           where=f"variant {v.name!r}")
-    return apply_overrides(cfg, overrides) if overrides else cfg
+    cfg = apply_overrides(cfg, overrides) if overrides else cfg
+    if max_steps is None:
+        return cfg
+    if int(max_steps) < 1:
+        raise InputError(f"--max-steps must be at least 1, not {max_steps}")
+    return dataclasses.replace(cfg, stages=[dataclasses.replace(s, iterations=min(s.iterations, int(max_steps)))
+                                            for s in cfg.stages])

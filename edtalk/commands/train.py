@@ -53,26 +53,12 @@ def run(args) -> int:
     from ablations.variants import resolve_config
     from edtalk.train.api import train_run
 
-    cfg = resolve_config(args.preset, args.variant, args.seed)
-    if args.max_steps is not None:
-        cfg = cap_steps(cfg, args.max_steps)
+    cfg = resolve_config(args.preset, args.variant, args.seed, max_steps=args.max_steps)
     real = real_options(args)
     out = train_run(cfg, args.out, data_dir=args.data, stages=args.stage, resume=args.resume, device=args.device,
                     evaluate=not args.no_eval, real=real)
     print(f"run directory: {out}")
     return 0
-
-
-def cap_steps(cfg, max_steps: int):
-    """The config with every stage cut to at most `max_steps` iterations (its lr schedule follows the cut)."""
-    import dataclasses
-
-    from metrics.errors import InputError
-
-    if max_steps < 1:
-        raise InputError(f"--max-steps must be at least 1, not {max_steps}")
-    return dataclasses.replace(cfg, stages=[dataclasses.replace(s, iterations=min(s.iterations, max_steps))
-                                            for s in cfg.stages])
 
 
 def real_options(args) -> dict | None:
