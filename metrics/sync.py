@@ -3,12 +3,17 @@
 `SyncNet` has the layer names of syncnet_python's `S` model, so `syncnet_v2.model` loads unchanged.
 The evaluation follows syncnet_python's `SyncNetInstance.evaluate` exactly (5-frame 224x224 BGR
 windows against 20-step MFCC windows, offsets +-15 over zero-padded audio features, distance = min
-over offsets of the mean distance, confidence = median - min, offset = vshift - argmin), but runs
-every window of a clip through the network in large batches and computes all offsets at once.
+over offsets of the mean distance, confidence = median - min, offset = vshift - argmin), but streams:
+windows go through the network `batch_size` at a time (across clips with `sync_distances_many`), each
+batch's distances at every offset are taken as soon as its audio neighbours are embedded, and only the
+frames and audio embeddings still needed are held, so memory is flat in clip length.
 """
 from __future__ import annotations
 
+import threading
+from collections.abc import Iterable, Iterator
 from pathlib import Path
+from queue import Full, Queue
 from typing import Any
 
 import numpy as np
@@ -100,34 +105,142 @@ def _validate(frames: np.ndarray, audio: np.ndarray, sample_rate: int, crop_size
                          "(needs at least 6 frames of both)")
 
 
+def _mfcc_tensor(audio: np.ndarray, sample_rate: int) -> torch.Tensor:
+    audio = np.asarray(audio)
+    if np.issubdtype(audio.dtype, np.floating) and np.abs(audio).max() <= 1.0:
+        audio = audio * 32768.0  # syncnet_python reads int16 wavs: MFCCs on that scale
+    return torch.from_numpy(mfcc_features(audio, sample_rate).astype(np.float32))  # (13, N)
+
+
+class _Clip:
+    """One clip being scored: its crops, MFCCs, the next window to embed, the rolling audio embeddings
+    (rows `aud_lo`..) that the next windows' +-vshift offsets still need, and its distance rows so far."""
+
+    def __init__(self, frames: np.ndarray, audio: np.ndarray, sample_rate: int, crop_size: int):
+        _validate(frames, audio, sample_rate, crop_size)
+        self.frames, self.mfcc = frames, _mfcc_tensor(audio, sample_rate)
+        self.windows = min(len(frames), len(audio) // 640) - 5
+        self.next = 0
+        self.aud, self.aud_lo = None, 0
+        self.rows: list[torch.Tensor] = []
+
+    def lip_input(self, start: int, stop: int) -> torch.Tensor:
+        """(stop - start, 3, 5, S, S) float BGR windows; only these frames are converted to float."""
+        video = torch.from_numpy(self.frames[start:stop + 4]).float().permute(3, 0, 1, 2)  # (3, L, S, S)
+        return torch.stack([video[:, i:i + 5] for i in range(stop - start)])
+
+    def audio_block(self, model: nn.Module, start: int, stop: int, vshift: int, dev) -> torch.Tensor:
+        """Audio embeddings of windows start - vshift .. stop + vshift - 1, zero rows outside the clip (the
+        reference's zero padding); embeds only the rows not yet embedded and forgets those no longer needed."""
+        hi = self.aud_lo + (0 if self.aud is None else len(self.aud))
+        need = min(self.windows, stop + vshift)
+        if need > hi:
+            mfcc = torch.stack([self.mfcc[None, :, 4 * i: 4 * i + 20] for i in range(hi, need)])
+            new = model.forward_aud(mfcc.to(dev)).cpu()
+            self.aud = new if self.aud is None else torch.cat([self.aud, new])
+        lo = max(0, start - vshift)
+        block = self.aud[lo - self.aud_lo: need - self.aud_lo]
+        block = torch.nn.functional.pad(block, (0, 0, lo - (start - vshift), stop + vshift - need))
+        keep_from = max(0, stop - vshift)  # the next window (stop) looks back vshift rows, no further
+        self.aud, self.aud_lo = self.aud[keep_from - self.aud_lo:], keep_from
+        return block
+
+
+def _prefetched(items: Iterable, depth: int) -> Iterator:
+    """`items` produced by a background thread, up to `depth` ahead (decoding overlaps the network)."""
+    if depth <= 0:
+        yield from items
+        return
+    queue: Queue = Queue(maxsize=depth)
+    done = object()
+    stop = threading.Event()
+
+    def put(entry) -> bool:
+        while not stop.is_set():  # the consumer may be gone (an error, a generator closed early)
+            try:
+                queue.put(entry, timeout=0.1)
+                return True
+            except Full:
+                continue
+        return False
+
+    def produce():
+        try:
+            for item in items:
+                if not put(("item", item)):
+                    return
+        except BaseException as exc:  # noqa: BLE001 - handed to the consumer, raised there
+            put(("error", exc))
+            return
+        put(("item", done))
+
+    worker = threading.Thread(target=produce, name="lse-prefetch", daemon=True)
+    worker.start()
+    try:
+        while True:
+            kind, item = queue.get()
+            if kind == "error":
+                raise item
+            if item is done:
+                return
+            yield item
+    finally:
+        stop.set()
+
+
 @torch.no_grad()
+def sync_distances_many(model: nn.Module, clips: Iterable, sample_rate: int = 16000, vshift: int = 15,
+                        batch_size: int = 64, crop_size: int = 224, prefetch: int = 2) -> Iterator[torch.Tensor]:
+    """`sync_distances` of every (frames, audio) clip of `clips`, yielded in order, one (windows, 2v+1) each.
+
+    Windows are batched across clips (a batch may end one clip and start the next), and `clips` (a list or
+    a lazy iterable that decodes and crops) is read by a background thread up to `prefetch` clips ahead,
+    so that work overlaps the network. Memory stays flat in clip length: a batch converts only its own
+    frames, and audio embeddings are kept only while a later window's +-vshift offsets still need them.
+    """
+    model.eval()
+    dev = next(model.parameters()).device
+    source = _prefetched((_Clip(f, a, sample_rate, crop_size) for f, a in clips), prefetch)
+    pending: list[_Clip] = []  # clips with windows left to embed, in order; the first is yielded first
+    exhausted = False
+    while True:
+        while not exhausted and sum(c.windows - c.next for c in pending) < batch_size:
+            clip = next(source, None)
+            exhausted = clip is None
+            if clip is not None:
+                pending.append(clip)
+        if not pending:
+            return
+        pieces, room = [], batch_size
+        for clip in pending:
+            take = min(room, clip.windows - clip.next)
+            if take:
+                pieces.append((clip, clip.next, clip.next + take))
+                room -= take
+            if not room:
+                break
+        lip = model.forward_lip(torch.cat([c.lip_input(s, e) for c, s, e in pieces]).to(dev)).cpu()
+        used = 0
+        for clip, start, stop in pieces:
+            block = clip.audio_block(model, start, stop, vshift, dev)
+            windows = block.unfold(0, 2 * vshift + 1, 1).permute(0, 2, 1)  # (stop - start, 2v+1, D)
+            # torch.pairwise_distance adds eps=1e-6 to the difference before the norm; keep that.
+            own = lip[used:used + stop - start]
+            clip.rows.append(torch.linalg.vector_norm(own[:, None, :] - windows + 1e-6, dim=-1))
+            clip.next, used = stop, used + stop - start
+        while pending and pending[0].next == pending[0].windows:
+            yield torch.cat(pending.pop(0).rows)
+
+
 def sync_distances(model: nn.Module, frames: np.ndarray, audio: np.ndarray, sample_rate: int = 16000,
                    vshift: int = 15, batch_size: int = 64, crop_size: int = 224) -> torch.Tensor:
     """(windows, 2*vshift+1) distances between each video window and the audio at every offset.
 
     `crop_size` is the side of the square crops `model.forward_lip` takes: 224 for syncnet_python's
     network; a smaller SyncNet of the same design (e.g. benchmarks.evaluators' synthetic-world one on
-    mouth crops) passes its own. Nothing else changes.
+    mouth crops) passes its own. Nothing else changes. Streams `batch_size` windows at a time.
     """
-    _validate(frames, audio, sample_rate, crop_size)
-    dev = next(model.parameters()).device
-    model.eval()
-    if np.issubdtype(np.asarray(audio).dtype, np.floating) and np.abs(audio).max() <= 1.0:
-        audio = np.asarray(audio) * 32768.0  # syncnet_python reads int16 wavs: MFCCs on that scale
-    mfcc = torch.from_numpy(mfcc_features(np.asarray(audio), sample_rate).astype(np.float32))  # (13, N)
-    n = min(len(frames), len(audio) // 640)
-    last = n - 5
-    video = torch.from_numpy(frames[:n]).float().permute(3, 0, 1, 2)  # (3, T, S, S), BGR 0..255
-    lip, aud = [], []
-    for start in range(0, last, batch_size):
-        idx = range(start, min(last, start + batch_size))
-        lip.append(model.forward_lip(torch.stack([video[:, i:i + 5] for i in idx]).to(dev)).cpu())
-        aud.append(model.forward_aud(torch.stack([mfcc[None, :, 4 * i: 4 * i + 20] for i in idx]).to(dev)).cpu())
-    lip_f, aud_f = torch.cat(lip), torch.cat(aud)
-    padded = torch.nn.functional.pad(aud_f, (0, 0, vshift, vshift))
-    windows = padded.unfold(0, 2 * vshift + 1, 1).permute(0, 2, 1)[: len(lip_f)]  # (W, 2v+1, D)
-    # torch.pairwise_distance adds eps=1e-6 to the difference before the norm; keep that.
-    return torch.linalg.vector_norm(lip_f[:, None, :] - windows + 1e-6, dim=-1)
+    return next(sync_distances_many(model, [(frames, audio)], sample_rate, vshift, batch_size, crop_size, 0))
 
 
 def lse_from_distances(dists: torch.Tensor, vshift: int = 15) -> dict:
