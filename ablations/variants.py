@@ -22,7 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from edtalk.presets import train_preset
+from edtalk.presets import get_preset, train_preset
 from edtalk.train.config import TrainConfig, apply_overrides, validate_overrides
 from metrics.errors import InputError, suggest
 
@@ -90,6 +90,18 @@ VARIANTS: dict[str, Variant] = {v.name: v for v in [
 ]}
 
 
+# Named sets of variants. `paper`: the rows of the paper's ablation table (paper.md §5.4: w/o Bank,
+# w/o Orthogonal, w/o EEM) beside full. `extended`: the switches the paper describes but reports no number
+# for (one bank at a time, the stage-1 losses, the staged strategy), beside full too: every effect is a
+# difference from full.
+VARIANT_SETS: dict[str, tuple[str, ...]] = {
+    "paper": ("full", "no-banks", "no-orthogonality", "no-eem"),
+    "extended": ("full", "no-mouth-bank", "no-pose-bank", "no-expression-bank", "no-cross-reconstruction",
+                 "no-feature-loss", "joint-training"),
+}
+PAPER_ABLATIONS = VARIANT_SETS["paper"]
+
+
 def get_variant(name: str) -> Variant:
     """The named variant; an unknown name suggests the closest one."""
     if isinstance(name, Variant):
@@ -121,3 +133,44 @@ def resolve_config(preset: str, variant: str = "full", seed: int = 0, overrides:
         raise InputError(f"--max-steps must be at least 1, not {max_steps}")
     return dataclasses.replace(cfg, stages=[dataclasses.replace(s, iterations=min(s.iterations, int(max_steps)))
                                             for s in cfg.stages])
+
+
+def expand_variants(spec) -> list[str]:
+    """Variant names from `spec`: a set name (paper, extended, all), comma-separated names and set names,
+    or a list of them; each checked (a typo suggests the closest name), duplicates dropped, order kept."""
+    items = spec.split(",") if isinstance(spec, str) else list(spec)
+    names: list[str] = []
+    for item in (str(i).strip() for i in items):
+        if not item:
+            continue
+        if item == "all":
+            names += list(VARIANTS)
+        elif item in VARIANT_SETS:
+            names += VARIANT_SETS[item]
+        else:
+            names.append(get_variant(item).name)
+    if not names:
+        raise InputError(f"no variant named in {spec!r}; give names, {', '.join(VARIANT_SETS)} or all")
+    return list(dict.fromkeys(names))
+
+
+def seed_plan(variants, seeds: int, extra_seeds: dict[str, int] | None = None) -> list[tuple[str, int]]:
+    """(variant, seed) pairs to run: `seeds` seeds of each variant, and at least `extra_seeds[v]` of v.
+
+    The study trains `full` twice and every ablation once ({"full": 2}): the second seed of full measures
+    how far two trainings of the same model differ, the yardstick each ablation's effect is read against.
+    """
+    names = expand_variants(variants)
+    if int(seeds) < 1:
+        raise InputError(f"--seeds must be at least 1, got {seeds}")
+    extra = dict(extra_seeds or {})
+    for name, n in extra.items():
+        get_variant(name)
+        if int(n) < 1:
+            raise InputError(f"extra seeds of {name!r} must be at least 1, got {n}")
+    return [(v, s) for v in names for s in range(max(int(seeds), int(extra.get(v, 0))))]
+
+
+def sweep_plan(variants, seeds: int, preset: str) -> list[tuple[str, int]]:
+    """`seed_plan` with the preset's extra seeds (its sweep row's "extra_seeds", e.g. the study's {"full": 2})."""
+    return seed_plan(variants, seeds, (get_preset(preset).sweep or {}).get("extra_seeds"))
