@@ -16,6 +16,7 @@ from typing import Any
 
 from metrics.errors import InputError
 from metrics.utils import atomic_write_bytes, atomic_write_text
+from reports.claims import claims_section
 from reports.collect import collect_results, load_evaluators
 from reports.sections import (
     EVALUATOR_HEADING,
@@ -47,6 +48,8 @@ def build_context(results_dir: str | os.PathLike, runs: list[dict] | None = None
         "results_dir": str(root),
         "n_runs": len(runs),
         "footnote": FOOTNOTE,
+        # The first section (page 1 of the PDF): the paper's claims, tested on these tables.
+        "claims": claims_section(tables),
         "tables": [table_view(t) for t in tables],
         "disentanglement": disentanglement_section(runs),
         "confusion": confusion_section(runs),

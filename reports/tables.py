@@ -225,7 +225,10 @@ def _protocol_groups(runs: list[dict]) -> list[tuple[str, str, dict, list[dict]]
     by_id: dict[str, dict[str, list[dict]]] = {}
     for run in runs:
         proto = run["results"].get("protocol") or {}
-        by_id.setdefault(run["protocol_id"], {}).setdefault(_fingerprint(proto), []).append(run)
+        # Which metrics a run scored is not a setting: a run scoring a subset (the ground truth has no PSNR)
+        # shares the table and leaves the other cells empty.
+        same = {k: v for k, v in proto.items() if k != "metrics_evaluated"}
+        by_id.setdefault(run["protocol_id"], {}).setdefault(_fingerprint(same), []).append(run)
     out = []
     for pid in sorted(by_id):
         groups = by_id[pid]
