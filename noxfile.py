@@ -214,3 +214,36 @@ def reproduce(session: nox.Session) -> None:
     _edtalk(session, "sweep", "--preset", preset, "--data", str(data), "--out", str(sweep_dir), *chosen)
     _edtalk(session, "report", str(sweep_dir), "--html", "--pdf")
     print(sweep_dir / "report.html")
+
+
+@nox.session
+def study(session: nox.Session) -> None:
+    """The paper's ablation study sized for 2 CPU cores (edtalk.presets "study", issue 19): the study world ->
+    its evaluators -> `edtalk sweep --preset study` (the paper's variants, full with 2 seeds, the ground-truth
+    row) -> the report, which opens with the claims table. Resumes like `reproduce`; each phase's wall time
+    goes to out/sweep-study/timings.json (shown at the end of the report). Extra args go to the sweep
+    (e.g. `-- --max-steps 20` for a dry run, `-- --jobs 1`).
+    """
+    import json
+    import time
+
+    _env(session)
+    data, sweep_dir = OUT / "data-study", OUT / "sweep-study"
+    phases: list[tuple[str, list[str]]] = [
+        ("world", ["data", "synth", "--preset", "study", "--seed", "0", "--out", str(data)]),
+        ("evaluators", ["evaluators", "train", "--data", str(data)]),
+        ("sweep", ["sweep", "--preset", "study", "--data", str(data), "--out", str(sweep_dir), *session.posargs]),
+    ]
+    timings = {}
+    for name, args in phases:
+        t0 = time.time()
+        _edtalk(session, *args)
+        timings[name] = round(time.time() - t0, 1)
+    sweep_dir.mkdir(parents=True, exist_ok=True)
+    tmp = sweep_dir / "timings.json.tmp"  # atomic: a killed write leaves no torn file
+    tmp.write_text(json.dumps({"phases_s": timings, "os_cpu_count": os.cpu_count()}))
+    tmp.replace(sweep_dir / "timings.json")
+    t0 = time.time()
+    _edtalk(session, "report", str(sweep_dir), "--html", "--pdf")
+    session.log(f"study phases (s): {timings}, report {time.time() - t0:.1f}")
+    print(sweep_dir / "report.html")

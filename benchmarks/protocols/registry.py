@@ -103,6 +103,13 @@ PROTOCOLS: dict[str, Protocol] = {p.name: p for p in [
                           "ci": "95% percentile bootstrap over clips", "bootstrap_resamples": 1000,
                           "bootstrap_seed": 0},
              reference="in-project evaluators trained on the synthetic world (benchmarks/evaluators)"),
+    # Every held-out clip of the study world: 4 faces x 22 (each emotion at each intensity) = 88. No cap: the
+    # cap's every-k-th rule (synthetic_cases) would keep the same 11 of each face's 22 clips, neutral not
+    # among them.
+    Protocol("synthetic-study", "1", "built-in synthetic world, study preset: 4 held-out identities, every "
+             "emotion at every intensity (88 test clips)", data="synthetic", split="test", size=64,
+             metrics=_synthetic_metrics(),
+             reference="in-project evaluators trained on the synthetic world (benchmarks/evaluators)"),
     Protocol("synthetic-standard", "1", "built-in synthetic world, standard preset: every test clip",
              data="synthetic", split="test", size=128, metrics=_synthetic_metrics(),
              reference="in-project evaluators trained on the synthetic world (benchmarks/evaluators)"),

@@ -9,7 +9,7 @@ from metrics.errors import InputError
 
 @pytest.mark.parametrize("name", list(PRESETS))
 def test_a_row_names_a_world_evaluators_and_protocol_of_the_models_size(name):
-    from ablations.variants import get_variant
+    from ablations.variants import expand_variants
     from benchmarks.evaluators.config import PRESETS as EVALUATOR_PRESETS
     from benchmarks.protocols.registry import get_protocol
     from benchmarks.synthetic.writer import PRESETS as WORLD_PRESETS
@@ -22,9 +22,7 @@ def test_a_row_names_a_world_evaluators_and_protocol_of_the_models_size(name):
     protocol = get_protocol(row.protocol)
     if protocol.data == "synthetic":
         assert protocol.size == row.model.size
-    for variant in (row.sweep or {}).get("variants", "full").split(","):
-        if variant not in ("paper", "all"):
-            get_variant(variant)
+    expand_variants((row.sweep or {}).get("variants", "full"))
 
 
 def test_each_call_hands_out_its_own_copy():
@@ -60,3 +58,33 @@ def test_sweep_cli_takes_protocol_variants_and_seeds_from_the_preset(tmp_path, m
     assert main(["sweep", "--preset", "standard", "--seeds", "2", "--data", str(tmp_path), "--out",
                  str(tmp_path / "t")]) == 0
     assert seen["protocol"] == "synthetic-standard" and seen["seeds"] == 2 and "no-eem" in seen["variants"]
+
+
+def test_the_study_sweeps_the_papers_table_with_full_twice_on_a_world_with_power():
+    """Issue 19: >= 4 held-out identities, >= 32 scored test clips covering every emotion and intensity,
+    the paper's variant set, full with 2 seeds, and the ground-truth row."""
+    from types import SimpleNamespace
+
+    from ablations.variants import sweep_plan
+    from benchmarks.protocols.registry import get_protocol
+    from benchmarks.protocols.synthetic import synthetic_cases
+    from benchmarks.synthetic.writer import PRESETS as WORLD_PRESETS
+    from metrics.functional.emotion import EMOTIONS
+
+    study = get_preset("study")
+    world = WORLD_PRESETS[study.world]
+    assert world.test_identities >= 4 and set(world.emotions) == set(EMOTIONS) and world.levels == (1, 2, 3)
+    # the world's held-out clips in the order its writer lists them (identity, emotion, level)
+    clips = [SimpleNamespace(name=f"{i}_{e}_{lvl}", identity=i, emotion=e, level=lvl)
+             for i in range(world.test_identities) for e in world.emotions
+             for lvl in (world.levels if e != "neutral" else (1,))]
+    fake = SimpleNamespace(clips=lambda split: clips)
+    cases = synthetic_cases(fake, get_protocol(study.protocol))
+    assert len(cases) >= 32
+    assert {c.info["identity"] for c in cases} == set(range(world.test_identities))
+    assert {c.info["emotion"] for c in cases} == set(EMOTIONS) and {c.info["level"] for c in cases} == {1, 2, 3}
+    for identity in range(world.test_identities):  # every held-out face shows every emotion
+        assert {c.info["emotion"] for c in cases if c.info["identity"] == identity} == set(EMOTIONS)
+    plan = sweep_plan(study.sweep["variants"], study.sweep["seeds"], "study")
+    assert plan == [("full", 0), ("full", 1), ("no-banks", 0), ("no-orthogonality", 0), ("no-eem", 0)]
+    assert study.sweep["ground_truth"] and study.audio.parts == ("mouth",) and study.audio.targets == "model"
