@@ -9,6 +9,7 @@ rendering of the same tables and figures is written instead, and the report says
 from __future__ import annotations
 
 import datetime
+import json
 import os
 import sys
 from pathlib import Path
@@ -59,8 +60,20 @@ def build_context(results_dir: str | os.PathLike, runs: list[dict] | None = None
         "evaluators": evaluators_section(load_evaluators(root)),
         "evaluator_heading": EVALUATOR_HEADING,
         "provenance": provenance_section(runs, root),
+        # `nox -s study` leaves each phase's wall time beside the sweep: the report closes with it.
+        "timings": _timings(root),
         "notes": [],
     }
+
+
+def _timings(root: Path) -> list[tuple[str, str]]:
+    try:
+        phases = json.loads((root / "timings.json").read_text()).get("phases_s") or {}
+    except (OSError, ValueError, AttributeError):
+        return []
+    seconds = {name: float(s) for name, s in phases.items() if isinstance(s, (int, float))}
+    rows = [(name, f"{s / 60:.1f} min") for name, s in seconds.items()]
+    return rows + [("total", f"{sum(seconds.values()) / 60:.1f} min")] if rows else []
 
 
 def render_html(context: dict) -> str:

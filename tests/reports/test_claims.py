@@ -136,10 +136,12 @@ def test_a_missing_variant_is_not_measured_and_says_why(results, tmp_path):
     assert eem.verdict == "not measured" and "no-eem" in eem.why
 
 
-def test_the_report_opens_with_the_claims_table(results, tmp_path):
+def test_the_report_opens_with_the_claims_table_and_closes_with_the_timings(results, tmp_path):
+    (results / "timings.json").write_text(json.dumps({"phases_s": {"world": 120.0, "sweep": 2400.0}}))
     out = render_report(results, html=True, pdf=True, out=tmp_path / "report.html")
     html = out["html"].read_text()
-    assert html.index('id="claims"') < html.index('id="results"')
+    assert html.index('id="claims"') < html.index('id="results"') < html.index('id="timings"')
+    assert "<th scope=\"row\">total</th><td>42.0 min</td>" in html
     assert 'data-claim="bank-quality" data-variant="no-banks" data-metric="psnr" data-verdict="reproduced"' in html
     assert 'data-variant="no-banks" data-metric="ssim" data-verdict="opposite"' in html
     assert 'class="note saturated-note" data-metric="acc_emo"' in html
