@@ -1,6 +1,7 @@
 """Writing H.264 + AAC video through a temporary file renamed into place."""
 from __future__ import annotations
 
+import functools
 import os
 import tempfile
 from fractions import Fraction
@@ -11,6 +12,38 @@ import numpy as np
 from metrics.errors import InputError
 
 DEFAULT_CRF = 12  # visually lossless; keeps decoded frames close to what was rendered
+
+
+@functools.lru_cache(maxsize=1)
+def x264_asm_without_avx512() -> str | None:
+    """x264's own CPU detection minus AVX-512, as a value of x264's `asm` option; None without AVX-512.
+
+    Why: x264's AVX-512 `mbtree_propagate_list` (lookahead, macroblock tree) always handles 8 macroblocks at a
+    time, so on a frame whose width is not a multiple of 128 px it also propagates phantom macroblocks read past
+    the end of each row; on the last row those bytes lie past x264's arrays and hold whatever the heap held before.
+    The same encode then gives different quantisers, and decoded pixels, from one process to the next. The SSSE3 to
+    AVX2 versions stop at the row's end (and agree with each other bit for bit), so every other capability is kept.
+    """
+    import av
+    import av.logging
+
+    level = av.logging.get_level()
+    av.logging.set_level(av.logging.INFO)  # x264 names what it detected only at INFO level
+    try:
+        with av.logging.Capture() as logs:
+            probe = av.CodecContext.create("libx264", "w")
+            probe.width, probe.height, probe.pix_fmt = 16, 16, "yuv420p"
+            probe.time_base = Fraction(1, 25)
+            probe.open()
+            del probe
+    finally:
+        av.logging.set_level(level)
+    prefix = "using cpu capabilities:"
+    detected = next((m.split(":", 1)[1].split() for _, _, m in logs if m.startswith(prefix)), [])
+    if "AVX512" not in detected:
+        return None
+    return ",".join(name for name in detected if name != "AVX512")
+
 
 class VideoWriter:
     """Incremental H.264 writer with an optional AAC track, atomic on close."""
@@ -36,7 +69,11 @@ class VideoWriter:
         self.stream = self.container.add_stream("libx264", rate=self.fps)
         self.stream.width, self.stream.height = w, h
         self.stream.pix_fmt = "yuv420p"
-        self.stream.options = {"crf": str(self.crf), "preset": "medium"}
+        options = {"crf": str(self.crf), "preset": "medium"}
+        asm = x264_asm_without_avx512()
+        if asm is not None:
+            options["x264-params"] = f"asm={asm}"
+        self.stream.options = options
         if self.audio is not None:
             self.audio_stream = self.container.add_stream("aac", rate=self.sample_rate)
             self.audio_stream.layout = "mono"
