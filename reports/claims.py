@@ -7,7 +7,9 @@ paired bootstrap CI of `reports.stats.paired_diff_ci` (cases resampled together)
 CI only: `reproduced` when it excludes 0 in the claimed direction, `opposite` when it excludes 0 the other
 way, `not significant` when it contains 0. Leakage and responsiveness come from the cross-driving tuples
 of disentanglement.json: with its per-tuple movement and reference, tuples are resampled together (the
-same tuples drive every variant); without them there is one number per run and no CI (`no CI`).
+same tuples drive every variant); without them there is one number per run and no CI (`no CI`). A
+disentanglement claim is `not readable` while full itself does not follow every driver (responsiveness,
+the leakage diagonal, below 0.5 for some factor): low leakage then only means the output ignores its drivers.
 
 Beside each effect: the paper's own numbers (MEAD; their sign is the claim, their scale is not ours), the
 spread of `full` over its seeds (max − min of the per-seed values: an effect smaller than that could be
@@ -28,13 +30,16 @@ from reports import stats
 from reports.tables import REFERENCE, Table, _per_case
 
 __all__ = ["Claim", "CLAIMS", "GROUND_TRUTH_LABEL", "ClaimResult", "verdict", "evaluate_claims", "claims_section",
-           "saturated_metrics"]
+           "saturated_metrics", "unresponsive_factors", "RESPONSIVE_MIN"]
 
 # The ground truth's row is found by the name its method gives itself.
 GROUND_TRUTH_LABEL = GROUND_TRUTH_NAME
 LEAKAGE_METRICS = {"leakage": "off-diagonal", "responsiveness": "diagonal"}
-REPRODUCED, NOT_SIGNIFICANT, OPPOSITE, NO_CI, NOT_MEASURED = (
-    "reproduced", "not significant", "opposite", "no CI", "not measured")
+REPRODUCED, NOT_SIGNIFICANT, OPPOSITE, NO_CI, NOT_MEASURED, NOT_READABLE = (
+    "reproduced", "not significant", "opposite", "no CI", "not measured", "not readable")
+# Leakage of a model that follows nothing is low for the wrong reason: a disentanglement claim is read only
+# when full's responsiveness (the leakage matrix's diagonal) reaches this for every factor (issue 19).
+RESPONSIVE_MIN = 0.5
 
 
 @dataclass(frozen=True)
@@ -144,6 +149,17 @@ def _seed_averaged_tuples(runs: list[dict]) -> tuple[np.ndarray, np.ndarray] | N
     return np.mean([g[0] for g in got], 0), np.mean([g[1] for g in got], 0)
 
 
+def unresponsive_factors(full_runs: list[dict]) -> dict[str, float]:
+    """factor -> full's responsiveness (seed-averaged diagonal) where it is below RESPONSIVE_MIN."""
+    docs = [leak for leak in map(_leakage_doc, full_runs) if leak is not None]
+    if not docs:
+        return {}
+    with np.errstate(all="ignore"):
+        diag = np.nanmean([np.diagonal(np.array(d["matrix"], dtype=np.float64)) for d in docs], axis=0)
+    labels = docs[0].get("labels") or [str(i) for i in range(len(diag))]
+    return {str(f): float(v) for f, v in zip(labels, diag, strict=False) if not v >= RESPONSIVE_MIN}
+
+
 def _leakage_effect(var_runs: list[dict], full_runs: list[dict], part: str) -> dict:
     """(variant − full) of the leakage summary `part`, with a paired bootstrap over tuples when possible."""
     def values(runs):
@@ -240,7 +256,12 @@ def evaluate_claims(table: Table, claims: tuple[Claim, ...] = CLAIMS) -> list[Cl
                        else f"no test case scored {claim.metric} for both")
             continue
         res.verdict = verdict(res.lo, res.hi, claim.expected)
-        if res.verdict == NO_CI:
+        weak = unresponsive_factors(full_runs) if leak_part else {}
+        if weak:
+            res.verdict = NOT_READABLE
+            res.why = ("full does not follow every driver (responsiveness "
+                       + ", ".join(f"{f} {v:.2f}" for f, v in weak.items()) + f" < {RESPONSIVE_MIN})")
+        elif res.verdict == NO_CI:
             res.why = "one value per run (no per-tuple data to resample)" if leak_part else "fewer than 2 paired cases"
         elif res.saturated and res.verdict != REPRODUCED:
             res.why = "saturated: cannot show a drop"

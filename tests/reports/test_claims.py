@@ -16,6 +16,7 @@ from reports import collect_results, render_report
 from reports.claims import (
     CLAIMS,
     NO_CI,
+    NOT_READABLE,
     NOT_SIGNIFICANT,
     OPPOSITE,
     REPRODUCED,
@@ -134,6 +135,23 @@ def test_a_missing_variant_is_not_measured_and_says_why(results, tmp_path):
     (table,) = build_tables(collect_results(part))
     (eem,) = [r for r in evaluate_claims(table) if r.claim.variant == "no-eem"]
     assert eem.verdict == "not measured" and "no-eem" in eem.why
+
+
+def test_disentanglement_claims_are_not_readable_while_full_ignores_a_driver(results, tmp_path):
+    import shutil
+
+    part = tmp_path / "deaf"
+    shutil.copytree(results, part)
+    for seed in (0, 1):  # full's expression no longer follows its driver (issue 19's smoke: 0.02)
+        path = part / f"full-s{seed}" / "disentanglement.json"
+        doc = json.loads(path.read_text())
+        doc["leakage"]["matrix"][2][2] = 0.02
+        path.write_text(json.dumps(doc))
+    (table,) = build_tables(collect_results(part))
+    got = {(r.claim.variant, r.claim.metric): r for r in evaluate_claims(table)}
+    for key in (("no-banks", "leakage"), ("no-banks", "responsiveness"), ("no-orthogonality", "leakage")):
+        assert got[key].verdict == NOT_READABLE and "expression 0.02" in got[key].why, key
+    assert got[("no-banks", "psnr")].verdict == REPRODUCED  # the other claims are read as before
 
 
 def test_the_report_opens_with_the_claims_table_and_closes_with_the_timings(results, tmp_path):
