@@ -21,9 +21,7 @@ same, the default keeps the crops lossless. Results say which ran. This module n
 """
 from __future__ import annotations
 
-import os
 import re
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +29,7 @@ import numpy as np
 from benchmarks.protocols.engine import Case
 from benchmarks.protocols.real_data import GroundTruth, check_videos, find_ground_truth, real_cases, video_for
 from benchmarks.protocols.real_evaluators import METRIC_WEIGHTS, RealEvaluators, sample_fid
+from benchmarks.protocols.real_gt import GroundTruthClip, GroundTruthSide, aligned_crops, mp4v_roundtrip
 from benchmarks.protocols.registry import Protocol
 from metrics.errors import InputError, UserError
 
@@ -50,24 +49,6 @@ def pair_crops(gen: np.ndarray, gt: np.ndarray) -> tuple[np.ndarray, np.ndarray]
 
     ig, it = pair_indices(len(gen), len(gt))
     return gen[ig], gt[it]
-
-
-def mp4v_roundtrip(crops: np.ndarray) -> np.ndarray:
-    """The crops as EAT scores them: written with OpenCV's `mp4v` at 25 fps, read back (lossy)."""
-    import cv2
-
-    from benchmarks.media import read_video
-
-    if not len(crops):
-        return crops
-    with tempfile.TemporaryDirectory() as tmp:
-        path = os.path.join(tmp, "crops.mp4")
-        size = (crops.shape[2], crops.shape[1])
-        writer = cv2.VideoWriter(path, cv2.VideoWriter_fourcc(*"mp4v"), 25, size)
-        for frame in crops:
-            writer.write(np.ascontiguousarray(frame[:, :, ::-1]))  # EAT writes BGR2RGB of RGB = BGR: correct colours
-        writer.release()
-        return read_video(path).frames
 
 
 def _five_points(landmarks: np.ndarray) -> np.ndarray:
@@ -95,67 +76,51 @@ class RealScorer:
 
     def __init__(self, proto: Protocol, names: list[str], ground_truth: dict[str, GroundTruth], videos,
                  evaluators: RealEvaluators, features_dir, *, eat_roundtrip: bool = False,
-                 fid_resamples: int = 20):
+                 fid_resamples: int = 20, gt_cache=None, data_root=None):
         self.proto, self.names, self.gt, self.videos = proto, list(names), ground_truth, Path(videos)
         self.ev, self.features_dir = evaluators, Path(features_dir)
         self.eat_roundtrip, self.fid_resamples = eat_roundtrip, int(fid_resamples)
         self.needs_aligned = any(n in ALIGNED for n in self.names)
+        # the GT's crops and evaluator outputs, cached under `gt_cache` for the next method's evaluation
+        self.gt_side = GroundTruthSide(proto, ground_truth, evaluators, data_root=data_root, cache_dir=gt_cache,
+                                       eat_roundtrip=eat_roundtrip)
 
     # --- per clip ---------------------------------------------------------------------------------------
 
-    def _gt(self, case: Case):
-        from benchmarks.media import conform_fps, read_audio, read_video
-
-        g = self.gt[case.name]
-        clip, _ = conform_fps(read_video(g.video), self.proto.fps, "resample")
-        frames = clip.frames
-        if g.duration is not None:
-            first = int(round(g.start * self.proto.fps))
-            frames = frames[first:first + int(round(g.duration * self.proto.fps))]
-        audio = read_audio(g.audio or g.video, 16000) if ("sync_conf" in self.names or "lse_d" in self.names) else None
-        if audio is not None and g.start:
-            audio = audio[int(g.start * 16000):]
-        return frames, audio
-
-    def _aligned(self, frames: np.ndarray):
-        from metrics.crops import crop
-
-        result = crop(frames, "eat-aligned", weights=self.ev.path("dlib-68"))
-        crops = mp4v_roundtrip(result.frames) if self.eat_roundtrip else result.frames
-        return result, crops
-
     def __call__(self, case: Case, frames: np.ndarray) -> dict:
-        gt_frames, gt_audio = self._gt(case)
-        return self.score_frames(case, frames, gt_frames, gt_audio)
+        return self.score_frames(case, frames, self.gt_side.clip(case))
 
-    def score_frames(self, case: Case, frames: np.ndarray, gt_frames: np.ndarray, gt_audio=None) -> dict:
-        """Every metric of one case from decoded frames (uint8 (T, H, W, 3) RGB) and the GT speech."""
+    def score_frames(self, case: Case, frames: np.ndarray, gt_frames, gt_audio=None) -> dict:
+        """Every metric of one case from decoded frames (uint8 (T, H, W, 3) RGB) and the ground truth: its
+        frames and speech, or a `GroundTruthClip` (what the engine passes: cached GT work is reused)."""
+        gt = gt_frames if isinstance(gt_frames, GroundTruthClip) else GroundTruthClip(
+            self.gt_side, case, frames=gt_frames, audio=gt_audio)  # no GroundTruth file: nothing to key a cache on
         scores: dict = {}
         crops_info: dict = {}
         if self.needs_aligned:
-            gen_res, gen_crops = self._aligned(frames)
-            gt_res, gt_crops = self._aligned(gt_frames)
-            crops_info["eat-aligned"] = {"generated": gen_res.provenance(), "ground_truth": gt_res.provenance()}
-            if len(gen_crops) and len(gt_crops):
-                self._score_aligned(case, frames, gt_frames, gen_res, gt_res, gen_crops, gt_crops, scores)
+            gen = aligned_crops(frames, self.ev.path("dlib-68"), self.eat_roundtrip)
+            gt_crops = gt.aligned
+            crops_info["eat-aligned"] = {"generated": gen.provenance, "ground_truth": gt_crops.provenance}
+            if len(gen.frames) and len(gt_crops.frames):
+                self._score_aligned(frames, gen, gt, gt_crops, scores)
             else:
                 for n in ALIGNED:
                     if n in self.names:
                         scores[n] = None  # a video without a face: counted as a dropped video
-                scores["dropped_video"] = "generated" if not len(gen_crops) else "ground truth"
+                scores["dropped_video"] = "generated" if not len(gen.frames) else "ground truth"
         if "sync_conf" in self.names or "lse_d" in self.names:
-            crops_info["syncnet-track"] = self._score_sync(case, frames, gt_audio, scores)
+            crops_info["syncnet-track"] = self._score_sync(case, frames, gt, scores)
         if "acc_emo" in self.names:
             crops_info["emotion-chip"] = self._score_emotion(case, frames, scores)
         scores["crops"] = crops_info
         return scores
 
-    def _score_aligned(self, case, frames, gt_frames, gen_res, gt_res, gen_crops, gt_crops, scores) -> None:
+    def _score_aligned(self, frames, gen, gt: GroundTruthClip, gt_crops, scores) -> None:
         from metrics.functional.image import psnr_per_frame, ssim_per_frame
         from metrics.functional.landmarks import landmark_distance_per_frame, pair_indices
 
-        ig, it = pair_indices(len(gen_crops), len(gt_crops))
-        a, b = gen_crops[ig], gt_crops[it]
+        ig, it = pair_indices(len(gen.frames), len(gt_crops.frames))
+        a, b = gen.frames[ig], gt_crops.frames[it]
         scores["pairs"] = int(len(ig))
         if "psnr" in self.names:
             # skimage's compare_psnr(gt, fake) is symmetric; identical frames give inf (kept in the pooled sum)
@@ -166,7 +131,8 @@ class RealScorer:
             scores["ssim"], scores["ssim_sum"] = float(v.mean()), float(v.sum())
         if "m_lmd" in self.names or "f_lmd" in self.names:
             detector = self.ev.get("landmarks")
-            la, lb = detector(a), detector(b)
+            la = detector(a)
+            lb = gt.per_frame("landmarks", ("dlib-68",), it, lambda idx: detector(gt_crops.frames[idx]))
             for name, subset in (("m_lmd", "mouth"), ("f_lmd", "face")):
                 if name in self.names:
                     d = landmark_distance_per_frame(la, lb, subset)
@@ -181,6 +147,10 @@ class RealScorer:
             to = lambda x: torch.from_numpy(x).permute(0, 3, 1, 2).float() / 255  # noqa: E731
             v = lpips_per_pair(to(a), to(b), net=self.ev.get("lpips"), normalize=True).numpy()
             scores["lpips"], scores["lpips_sum"] = float(v.mean()), float(v.sum())
+        self._score_fid(a, gt, gt_crops, it, scores)
+        self._score_identity_pose(frames, gen, gt, gt_crops, ig, it, scores)
+
+    def _score_fid(self, a, gt: GroundTruthClip, gt_crops, it, scores) -> None:
         features = {}
         if "fid" in self.names:
             import torch
@@ -191,44 +161,49 @@ class RealScorer:
             nchw = lambda x: torch.from_numpy(np.ascontiguousarray(x)).permute(0, 3, 1, 2)  # noqa: E731
             # uint8 is read as x / 255: what pytorch-fid's ToTensor() does to PNGs of these crops
             features["fid_fake"] = inception_features(nchw(a), model).astype(np.float32)
-            features["fid_real"] = inception_features(nchw(b), model).astype(np.float32)
+            features["fid_real"] = gt.per_frame("fid", METRIC_WEIGHTS["fid"], it, lambda idx: inception_features(
+                nchw(gt_crops.frames[idx]), model)).astype(np.float32)
         if "fid_eat" in self.names:
             from metrics.fid_eat import eat_fid_features, eat_fid_frames
 
             pick = eat_fid_frames(len(a))
             model = self.ev.get("fid_eat")
             features["fid_eat_fake"] = eat_fid_features(a[pick], model).astype(np.float32)
-            features["fid_eat_real"] = eat_fid_features(b[pick], model).astype(np.float32)
+            features["fid_eat_real"] = gt.per_frame("fid_eat", METRIC_WEIGHTS["fid_eat"], it[pick], lambda idx: (
+                eat_fid_features(gt_crops.frames[idx], model))).astype(np.float32)
         if features:
-            self._save_features(case.name, features)
+            self._save_features(gt.case.name, features)
             for n in ("fid", "fid_eat"):
                 if n in self.names:
                     scores[n] = None  # set-level: no per-clip value; see aggregate_set
+
+    def _score_identity_pose(self, frames, gen, gt: GroundTruthClip, gt_crops, ig, it, scores) -> None:
         if "csim" in self.names:
             from metrics.functional.identity import csim_per_frame, embed
 
             embedder = self.ev.get("arcface")
-            gen_full, gt_full = frames[gen_res.kept], gt_frames[gt_res.kept[:1]]
-            src = embed(embedder, gt_full, _five_points(gt_res.boxes[:1]))
-            gen = embed(embedder, gen_full, _five_points(gen_res.boxes))
-            scores["csim"] = float(np.mean(csim_per_frame(src, gen)))
+            # the GT clip's first face is the identity reference
+            src = gt.per_frame("arcface-source", METRIC_WEIGHTS["csim"], [0], lambda idx: embed(
+                embedder, gt.frames[gt_crops.kept[idx]], _five_points(gt_crops.boxes[idx])))
+            generated = embed(embedder, frames[gen.kept], _five_points(gen.boxes))
+            scores["csim"] = float(np.mean(csim_per_frame(src, generated)))
         if "pose_err" in self.names:
             from metrics.functional.pose import pose_error
 
             estimator = self.ev.get("hopenet")
-            pa = estimator(_pose_crops(frames[gen_res.kept[ig]], gen_res.boxes[ig]))
-            pb = estimator(_pose_crops(gt_frames[gt_res.kept[it]], gt_res.boxes[it]))
-            r = pose_error(pa, pb)
-            scores["pose_err"] = float(r["mean"])
+            pa = estimator(_pose_crops(frames[gen.kept[ig]], gen.boxes[ig]))
+            pb = gt.per_frame("hopenet", METRIC_WEIGHTS["pose_err"], it, lambda idx: estimator(
+                _pose_crops(gt.frames[gt_crops.kept[idx]], gt_crops.boxes[idx])))
+            scores["pose_err"] = float(pose_error(pa, pb)["mean"])
 
-    def _score_sync(self, case, frames, gt_audio, scores) -> dict:
+    def _score_sync(self, case, frames, gt: GroundTruthClip, scores) -> dict:
         from benchmarks.media import probe_video, read_audio
         from metrics.crops import crop
         from metrics.sync import lse_from_distances, sync_distances
 
         path = video_for(self.videos, case.name)
         own = path is not None and probe_video(path, timing=False)["has_audio"]
-        audio = read_audio(path, 16000) if own else gt_audio
+        audio = read_audio(path, 16000) if own else gt.audio()
         # syncnet_python keeps tracks of more than 100 frames (4 s); a shorter clip would yield none, so the
         # track length is capped at the clip's own and the change recorded
         min_track = min(100, len(frames) - 1)
@@ -359,12 +334,14 @@ class RealScorer:
 
 def evaluate_real(proto: Protocol, out, *, videos, data, metrics=None, device=None, progress: bool = True,
                   lists=None, eat_roundtrip: bool = False, verify_weights: bool = True,
-                  fid_resamples: int = 20) -> dict:
+                  fid_resamples: int = 20, gt_cache="auto") -> dict:
     """Score the folder `videos` (one `<case>.mp4` per test case) against the GT clips under `data`.
 
     Checked before any clip is read, each as one line: the data root and its missing clips, the cases
     missing from `videos`, and every evaluator weight file the metrics need (naming its key and
-    `edtalk weights fetch KEY`). Resumable through the engine's `<out>.rows.jsonl`.
+    `edtalk weights fetch KEY`). Resumable through the engine's `<out>.rows.jsonl`. `gt_cache`: where the
+    ground truth's crops and evaluator outputs are kept for the next method's evaluation ("auto": `gt-cache`
+    in the parent of the output's folder, so methods evaluated side by side share it; None: not cached).
     """
     from benchmarks.protocols.engine import evaluate, folder_method
 
@@ -379,8 +356,10 @@ def evaluate_real(proto: Protocol, out, *, videos, data, metrics=None, device=No
     ev = RealEvaluators(device=device, verify=verify_weights)
     ev.require(names)
     out = Path(out)
+    if gt_cache == "auto":
+        gt_cache = out.resolve().parent.parent / "gt-cache"
     scorer = RealScorer(proto, names, gt, videos, ev, out.with_name(out.name + ".features"),
-                        eat_roundtrip=eat_roundtrip, fid_resamples=fid_resamples)
+                        eat_roundtrip=eat_roundtrip, fid_resamples=fid_resamples, gt_cache=gt_cache, data_root=data)
     method = folder_method(videos, fps=proto.fps, fps_policy=proto.fps_policy)
     info = {"kind": "videos", "name": Path(videos).name, "path": str(Path(videos).resolve())}
     config = {"data": str(Path(data).resolve()), "lists": str(Path(lists).resolve()) if lists else "bundled",
@@ -390,9 +369,11 @@ def evaluate_real(proto: Protocol, out, *, videos, data, metrics=None, device=No
     results = evaluate(proto, method, cases, scorer, out, metrics=names, method_info=info, config=config,
                        seeds={"bootstrap": proto.aggregation.get("bootstrap_seed", 0)},
                        evaluator_weights=weights, progress=progress)
-    if method.conversions:  # type: ignore[attr-defined]
-        from metrics.utils import atomic_write_json
+    from metrics.utils import atomic_write_json
 
+    # outside the rows' key: where the GT work came from changes no number
+    results["ground_truth_cache"] = scorer.gt_side.stats()
+    if method.conversions:  # type: ignore[attr-defined]
         results["input_conversions"] = dict(method.conversions)  # type: ignore[attr-defined]
-        atomic_write_json(out, results)
+    atomic_write_json(out, results)
     return results
