@@ -1,5 +1,9 @@
 """The ablation sweep: train and evaluate each variant × seed, resumably, locally or on Ray.
 
+On the synthetic protocols a run is scored on the world directly; on the real ones (mead-edtalk,
+hdtf-edtalk) it trains on the dataset's train list, generates the test list and scores the videos
+(ablations.real_sweep, which also says what a run directory holds then).
+
 Layout of a sweep directory:
     DIR/sweep.json                    the sweep's definition (protocol, preset, variants, seeds, data)
     DIR/runs/<variant>-s<seed>-<hash>/  one run directory per (variant, seed, config hash):
@@ -12,6 +16,7 @@ process, so a sweep killed at any point loses at most the step in flight.
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -20,10 +25,10 @@ import traceback
 from dataclasses import dataclass
 from pathlib import Path
 
+from ablations.real_sweep import RealOptions
+from ablations.variants import PAPER_ABLATIONS  # noqa: F401  (the variant sets live in variants.py)
 from metrics.errors import InputError, UserError
 from metrics.utils import atomic_write_json
-
-PAPER_ABLATIONS = ("full", "no-orthogonality", "no-mouth-bank", "no-pose-bank", "no-expression-bank", "no-eem")
 
 
 @dataclass(frozen=True)
@@ -36,13 +41,19 @@ class RunSpec:
     root: str
     # Stages taken from `full`'s run with the same seed (Variant.shares_with_full), when the sweep trains it.
     shared: tuple[str, ...] = ()
+    max_steps: int | None = None  # every stage cut to at most this many steps (dry runs)
+    real: RealOptions | None = None  # a real protocol's data and scoring options; None on the synthetic world
+
+    def train_config(self):
+        from ablations.variants import resolve_config
+
+        return resolve_config(self.preset, self.variant, self.seed, max_steps=self.max_steps)
 
     @property
     def config_hash(self) -> str:
-        from ablations.variants import resolve_config
-
-        cfg = resolve_config(self.preset, self.variant, self.seed).to_dict()
-        what = {"train": cfg, "protocol": self.protocol}
+        what = {"train": self.train_config().to_dict(), "protocol": self.protocol}
+        if self.real is not None:
+            what["real"] = self.real.hashed()
         if self.shared:
             what["shared_with_full"] = {"stages": list(self.shared), "full": self.parent.config_hash}
         blob = json.dumps(what, sort_keys=True, default=str)
@@ -53,7 +64,7 @@ class RunSpec:
         """The `full` run this one takes its shared stages from."""
         if not self.shared:
             return None
-        return RunSpec("full", self.seed, self.preset, self.protocol, self.data, self.root)
+        return dataclasses.replace(self, variant="full", shared=())
 
     @property
     def parent_checkpoint(self) -> Path | None:
@@ -80,8 +91,6 @@ def run_one(spec: RunSpec, threads: int | None = None, progress: bool = False) -
     """Train (or resume) and evaluate one run; writes status.json last. Returns the status."""
     import torch
 
-    from ablations.variants import resolve_config
-    from edtalk.method import score_run
     from edtalk.train.api import train_run
 
     if threads:
@@ -102,9 +111,16 @@ def run_one(spec: RunSpec, threads: int | None = None, progress: bool = False) -
                                     f"is missing ({_status(parent.run_dir).get('error', 'not trained yet')}); "
                                     "re-run the sweep once full has trained")
                 kw["adopt"] = (ckpt, spec.shared)
-            train_run(resolve_config(spec.preset, spec.variant, spec.seed), run_dir, data_dir=spec.data,
-                      resume=resume, progress=progress, **kw)
-        score_run(spec.protocol, run_dir / "results.json", run_dir, data=spec.data, progress=progress)
+            train_run(spec.train_config(), run_dir, data_dir=spec.data, resume=resume, progress=progress,
+                      real=spec.real.train_options() if spec.real else None, **kw)
+        if spec.real is None:
+            from edtalk.method import score_run
+
+            score_run(spec.protocol, run_dir / "results.json", run_dir, data=spec.data, progress=progress)
+        else:
+            from ablations.real_sweep import generate_and_score
+
+            generate_and_score(spec, progress=progress)
         status = {"state": "done", "seconds": round(time.time() - t0, 1), "key": spec.key}
     except Exception as exc:  # noqa: BLE001 — one failing run must not stop or corrupt the others
         status = {"state": "failed", "error": f"{type(exc).__name__}: {exc}", "key": spec.key,
@@ -137,23 +153,38 @@ def _ray_run(address: str, specs: list[RunSpec], threads: int, fail_fast: bool, 
 
 def run_sweep(protocol: str, variants, seeds: int, out, data, preset: str = "smoke", *, jobs: int | None = None,
               keep_going: bool = True, ray_address: str | None = None, progress: bool = True,
-              share_stages: bool = True) -> dict:
+              share_stages: bool = True, max_steps: int | None = None, real: dict | None = None) -> dict:
     """Train + evaluate every variant × seed into `out`; returns {"runs": [...], "failed": [...]}.
 
     With `share_stages` and `full` among the variants, a variant whose switches act only in later
-    stages (`Variant.shares_with_full`) starts from full's checkpoint after those stages, same seed."""
-    from ablations.variants import get_variant
+    stages (`Variant.shares_with_full`) starts from full's checkpoint after those stages, same seed.
+    `max_steps` cuts every stage (dry runs). `real`: a real protocol's options (`ablations.real_sweep.
+    real_options`: dataset, lists, limit_clips, setting, metrics, verify_weights, fid_resamples, cache)."""
+    from ablations.real_sweep import check_data, prepare, real_options
+    from ablations.variants import expand_variants, resolve_config, sweep_plan
     from benchmarks.protocols.registry import get_protocol
 
     proto = get_protocol(protocol)
-    variants = [get_variant(v).name for v in (variants.split(",") if isinstance(variants, str) else variants)]
+    variants = expand_variants(variants)  # names, and the sets paper, extended, all
     if int(seeds) < 1:
         raise InputError(f"--seeds must be at least 1, got {seeds}")
+    check_data(proto, data)
+    size = resolve_config(preset, max_steps=max_steps).model.size  # also checks max_steps
+    if proto.data == "synthetic":
+        flags = {"verify_weights": "unverified-weights"}
+        given = [flags.get(k, k.replace("_", "-")) for k, v in (real or {}).items() if v is not None]
+        if given:
+            raise InputError(f"{', '.join('--' + k for k in given)} only apply to the real "
+                             f"protocols (mead-edtalk, hdtf-edtalk), not {proto.name}")
+        real_opts = None
+    else:
+        real_opts = real_options(proto, **(real or {}))
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     definition = {"schema": "edtalk-bench/sweep@1", "protocol": proto.to_dict()["id"], "preset": preset,
                   "variants": variants, "seeds": int(seeds), "data": str(Path(data).resolve()),
-                  "share_stages": bool(share_stages)}
+                  "share_stages": bool(share_stages), "max_steps": max_steps,
+                  "real": dataclasses.asdict(real_opts) if real_opts else None}
     share = bool(share_stages) and "full" in variants
     old = out / "sweep.json"
     if old.exists():
@@ -167,13 +198,20 @@ def run_sweep(protocol: str, variants, seeds: int, out, data, preset: str = "smo
     if proto.data == "synthetic":
         # The report shows what each evaluator is worth next to the scores it produced.
         from benchmarks.evaluators import load_evaluators
+        from benchmarks.protocols.ground_truth import score_ground_truth
+        from edtalk.presets import get_preset
 
         ev = load_evaluators(data, progress=False)
         atomic_write_json(out / "evaluators.json", {"validation": ev.validation, "meta": ev.meta})
-    specs = [make_spec(v, s, preset, proto.name, str(Path(data).resolve()), str(out), share)
-             for v in variants for s in range(int(seeds))]
-    _set_aside_superseded(out, preset, proto.name, str(Path(data).resolve()), share)
+        if (get_preset(preset).sweep or {}).get("ground_truth"):  # the ceiling row (reports.claims)
+            score_ground_truth(proto.name, out / "ground-truth" / "results.json", data=data, progress=progress)
+    extra = {"max_steps": max_steps, "real": real_opts}
+    specs = [make_spec(v, s, preset, proto.name, str(Path(data).resolve()), str(out), share, **extra)
+             for v, s in sweep_plan(variants, seeds, preset)]
+    _set_aside_superseded(out, preset, proto.name, str(Path(data).resolve()), share, **extra)
     todo = [s for s in specs if _status(s.run_dir).get("state") != "done"]
+    if todo and real_opts is not None:
+        prepare(proto, data, real_opts, size, progress)
     # Runs that take stages from full's run go after it (a second wave), unless it is done already.
     first = [s for s in todo if not s.shared or s.parent_checkpoint.exists()]
     waves = [w for w in (first, [s for s in todo if s not in first]) if w]
@@ -182,11 +220,13 @@ def run_sweep(protocol: str, variants, seeds: int, out, data, preset: str = "smo
     return collect_sweep(out)
 
 
-def make_spec(variant: str, seed: int, preset: str, protocol: str, data: str, root: str, share: bool) -> RunSpec:
+def make_spec(variant: str, seed: int, preset: str, protocol: str, data: str, root: str, share: bool,
+              **extra) -> RunSpec:
+    """`extra`: RunSpec's max_steps and real."""
     from ablations.variants import get_variant
 
     shared = get_variant(variant).shares_with_full if share and variant != "full" else ()
-    return RunSpec(variant, seed, preset, protocol, data, root, tuple(shared))
+    return RunSpec(variant, seed, preset, protocol, data, root, tuple(shared), **extra)
 
 
 def _run_wave(todo: list[RunSpec], n_specs: int, n_todo: int, jobs, keep_going, ray_address, progress) -> None:
@@ -256,7 +296,7 @@ def _local_parallel(todo: list[RunSpec], jobs: int, cores: int, keep_going: bool
                         raise UserError(f"run {spec.key} failed: {st['error']} (see {spec.run_dir}/status.json)")
 
 
-def _set_aside_superseded(out: Path, preset: str, protocol: str, data: str, share: bool = False) -> None:
+def _set_aside_superseded(out: Path, preset: str, protocol: str, data: str, share: bool = False, **extra) -> None:
     """Move runs whose config hash is not what this code resolves for their (variant, seed) to
     DIR/superseded/: after an upgrade that changed a preset, their results must not sit in the
     report beside the new runs' (they are kept, not deleted)."""
@@ -271,7 +311,7 @@ def _set_aside_superseded(out: Path, preset: str, protocol: str, data: str, shar
             continue
         try:
             current = make_spec(get_variant(m.group(1)).name, int(m.group(2)), preset, protocol, data, str(out),
-                                share).key
+                                share, **extra).key
         except InputError:  # a variant this code no longer knows
             current = None
         if current != run_dir.name:

@@ -154,7 +154,8 @@ class EDTalkRenderer:
     (T, n_mouth) lip weights (audio setting); `official_renderer` and `run_renderer` build one from files."""
 
     def __init__(self, model, setting: str, *, mouth_from_audio=None, describe: dict | None = None, device=None,
-                 batch: int = 8, expression_schedule: str = "demo", exact: bool | None = None):
+                 batch: int = 8, expression_schedule: str = "demo", exact: bool | None = None,
+                 match_ground_truth_size: bool = False):
         from benchmarks.protocols.generation import SOURCE_FRAME_RULE
         from metrics.utils import resolve_device
 
@@ -179,6 +180,11 @@ class EDTalkRenderer:
                         "expression": (f"GT frames, {expression_schedule} schedule" if model.cfg.expression
                                        else "none (lip/pose generator)")},
             "expression_schedule": expression_schedule, "pixel_map": "fixed: round((x + 1) * 127.5)"}
+        # A model smaller than the data (a smoke/standard run on 256-px MEAD) is scored at the GT clip's size:
+        # the face crops and SyncNet's face track need a face of the size the reference pipelines expect.
+        self.match_gt = bool(match_ground_truth_size)
+        if self.match_gt:
+            self.describe["output_size"] = "the ground-truth clip's (model frames resized bilinearly when it differs)"
         # how it ran, not what it makes: a resumed run may change these
         self.runtime = {"device": str(self.device), "exact_per_frame": self.exact, "batch": self.batch}
 
@@ -212,6 +218,7 @@ class EDTalkRenderer:
 
     def render(self, gt_frames: np.ndarray, speech: np.ndarray) -> Iterator[np.ndarray]:
         import torch
+        import torch.nn.functional as F
 
         from benchmarks.media import tensor_to_frames
         from edtalk.animate import animate_chunks
@@ -229,7 +236,11 @@ class EDTalkRenderer:
         else:
             kw["mouth_coeffs"] = coeffs["mouth"]
         source = clip[:1].to(self.device)  # benchmarks.protocols.generation.source_frame: the first GT frame
+        side = gt_frames.shape[1]
         for batch in animate_chunks(self.model, source, batch_size=self.batch, exact=self.exact, **kw):
+            if self.match_gt and side != self.size:
+                batch = F.interpolate(batch, size=(side, side), mode="bilinear", align_corners=False,
+                                      antialias=side < self.size)
             yield tensor_to_frames(batch)
 
 
@@ -316,8 +327,10 @@ def _manifest(out: Path, protocol: str, describe: dict, lists) -> dict:
 def generate_test_set(protocol: str, data, out, *, setting: str | None = None, checkpoint_dir=None, run=None,
                       baseline: str | None = None, lists=None, speakers=None, max_clips: int | None = None,
                       batch: int = 8, device=None, skip_missing: bool = False, expression_schedule: str = "demo",
-                      lip_pose: bool = False, progress: bool = True, warn=None) -> dict:
-    """Write `<case>.mp4` for every selected test case into `out` (resumable). Returns a summary:
+                      lip_pose: bool = False, progress: bool = True, warn=None,
+                      match_ground_truth_size: bool = False) -> dict:
+    """Write `<case>.mp4` for every selected test case into `out` (resumable). `match_ground_truth_size`: a model
+    of another size than the GT clips writes them at the GT's size (the sweep's smaller models). Returns a summary:
     {"out", "cases", "generated", "kept", "missing", "manifest"}."""
     import sys
 
@@ -340,7 +353,8 @@ def generate_test_set(protocol: str, data, out, *, setting: str | None = None, c
     dataset = PROTOCOL_DATASETS[protocol]
     names = select_cases(dataset, lists, speakers, max_clips)
     cases = _find_cases(dataset, data, names, skip_missing, warn)
-    options = {"device": device, "batch": batch, "expression_schedule": expression_schedule}
+    options = {"device": device, "batch": batch, "expression_schedule": expression_schedule,
+               "match_ground_truth_size": match_ground_truth_size}
     if baseline:
         renderer = CopySourceRenderer()
     elif checkpoint_dir is not None:

@@ -1,7 +1,12 @@
 """`edtalk sweep`: train and evaluate ablation variants × seeds, resumably (locally or on Ray).
 
+    edtalk sweep --preset smoke --data WORLD --out out/sweep-smoke
+    edtalk sweep --protocol mead-edtalk --data MEAD --preset paper --variants paper --seeds 3 --out out/mead
+
 What a preset sweeps by default (its protocol, variants and seeds) is its row of `edtalk.presets`,
-the table `nox -s reproduce` follows too.
+the table `nox -s reproduce` follows too. On a real protocol each run trains on the dataset's official
+train list, generates the test list (`edtalk generate --run`) and scores it (`edtalk evaluate --videos`);
+`edtalk report OUT` then gives the Table-1 layout with one row per run (ablations.real_sweep).
 """
 from __future__ import annotations
 
@@ -17,7 +22,8 @@ def register(subparsers) -> None:
                    help="comma-separated variant names, 'paper' (the paper's ablations) or 'all'; default: the "
                         "preset's (smoke: full,no-orthogonality,no-eem; standard: paper)")
     p.add_argument("--seeds", type=int, default=None, help="default: the preset's (smoke 1, standard 3)")
-    p.add_argument("--data", required=True, help="synthetic world directory")
+    p.add_argument("--data", required=True, help="synthetic world directory, or the MEAD/HDTF root for a real "
+                   "protocol (raw square clips or `edtalk data crop`'s tree)")
     p.add_argument("--out", required=True)
     p.add_argument("--jobs", type=int, default=None,
                    help="runs in parallel (default: one per core on CPU, one at a time on a GPU)")
@@ -29,6 +35,21 @@ def register(subparsers) -> None:
                    help="train every variant from scratch, even those whose switches act only after stages "
                         "they could take from full's run (no-eem, no-expression-bank: stages 0-1; "
                         "no-cross-reconstruction, no-feature-loss: stage 0)")
+    p.add_argument("--max-steps", type=int, default=None, help="cap every training stage at N steps (dry run)")
+    real = p.add_argument_group("real protocols (mead-edtalk, hdtf-edtalk)")
+    real.add_argument("--dataset", choices=("mead", "hdtf"), default=None, help="default: the protocol's")
+    real.add_argument("--lists", default=None, metavar="DIR", help="folder with train.json/test.json overriding the "
+                      "bundled official lists (training and the test set)")
+    real.add_argument("--limit-clips", type=int, default=None, help="at most N training clips per split (dry run)")
+    real.add_argument("--cache", default=None, help="prepared training clips (default DATA/.edtalk-train-cache)")
+    real.add_argument("--setting", choices=("audio", "video"), default=None,
+                      help="how the test set is generated: video (EDTalk-V, the default: lip and pose from the GT "
+                           "clip) or audio (EDTalk-A; needs the audio stage trained on real clips, not run yet)")
+    real.add_argument("--metrics", default=None, help="comma-separated subset of the protocol's metrics")
+    real.add_argument("--unverified-weights", action="store_true", help="accept evaluator weight files whose hash "
+                      "differs from the manifest (seeded stand-ins); results record it")
+    real.add_argument("--fid-resamples", type=int, default=None, metavar="N",
+                      help="clip resamples for the FID confidence interval (default 20)")
     p.set_defaults(func=run)
 
 
@@ -47,8 +68,12 @@ def run(args) -> int:
     variants = {"paper": ",".join(PAPER_ABLATIONS), "all": ",".join(v.name for v in list_variants())}.get(
         wanted, wanted)
     seeds = args.seeds if args.seeds is not None else int(plan["seeds"])
+    real = {"dataset": args.dataset, "lists": args.lists, "limit_clips": args.limit_clips, "cache": args.cache,
+            "setting": args.setting, "metrics": args.metrics, "fid_resamples": args.fid_resamples,
+            "verify_weights": False if args.unverified_weights else None}
     summary = run_sweep(protocol, variants, seeds, args.out, args.data, args.preset, jobs=args.jobs,
-                        keep_going=args.keep_going, ray_address=args.ray_address, share_stages=args.share_stages)
+                        keep_going=args.keep_going, ray_address=args.ray_address, share_stages=args.share_stages,
+                        max_steps=args.max_steps, real=real)
     print(f"sweep: {len(summary['runs'])} runs done, {len(summary['failed'])} failed")
     for f in summary["failed"]:
         print(f"  failed {f.get('key')}: {f.get('error')}")

@@ -15,7 +15,7 @@ def fake_world(tmp_path, monkeypatch):
     calls = {"train": [], "evaluate": [], "adopt": {}}
     boom = {"variant": None, "interrupt": None}
 
-    def train_run(cfg, run_dir, data_dir=None, resume=False, progress=True, adopt=None):
+    def train_run(cfg, run_dir, data_dir=None, resume=False, progress=True, adopt=None, real=None):
         variant, seed = cfg.variant, cfg.seed
         calls["train"].append((variant, seed, resume))
         calls["adopt"][(variant, seed)] = adopt
@@ -50,6 +50,7 @@ def fake_world(tmp_path, monkeypatch):
                         lambda data, progress=False: type("E", (), {"validation": {"ok": 1}, "meta": {}})())
     data = tmp_path / "world"
     data.mkdir()
+    (data / "world.json").write_text("{}")  # what makes it a synthetic world (a real protocol refuses it)
     return calls, boom, data
 
 
