@@ -25,7 +25,8 @@ def register(subparsers) -> None:
                    "dlib landmarks, mel windows) are kept (default DATA/.edtalk-train-cache)")
     p.add_argument("--prepare-workers", type=int, default=1,
                    help="with --dataset: processes that decode and detect uncached clips (default 1)")
-    p.add_argument("--max-steps", type=int, default=None, help="cap every stage at N steps (dry run)")
+    p.add_argument("--max-steps", type=int, default=None, help="cap every stage at N steps (dry run; with "
+                   "--stage audio --dataset, each audio predictor)")
     p.add_argument("--stage", default="all",
                    help="0, 1, 2, all (default) or audio (stage 3, audio-to-motion, after 0-2)")
     p.add_argument("--seed", type=int, default=0)
@@ -41,12 +42,7 @@ def register(subparsers) -> None:
 def run(args) -> int:
     if str(args.stage) == "audio":  # stage 3 has its own loop (edtalk/train/audio_stage.py)
         if args.dataset is not None:
-            from metrics.errors import InputError
-
-            # The cache holds the mel windows; the stage's records (model targets, its evaluation's
-            # ground-truth jaw and pose) are not built from real clips yet (issue 18).
-            raise InputError("--stage audio reads a synthetic world only; train stages 0-2 on real data with "
-                             "--dataset, and the audio stage with --data WORLD")
+            return run_audio_on_real(args)
         from edtalk.train.audio_stage import run_from_args
 
         return run_from_args(args)
@@ -74,3 +70,26 @@ def real_options(args) -> dict | None:
         raise InputError(f"--prepare-workers must be at least 1, not {args.prepare_workers}")
     return {"dataset": args.dataset, "lists": args.lists, "limit_clips": args.limit_clips, "cache": args.cache,
             "workers": args.prepare_workers}
+
+
+def run_audio_on_real(args) -> int:
+    """`edtalk train --stage audio --dataset mead|hdtf --data ROOT --out RUN`: EDTalk-A's audio-to-motion on the
+    clips stages 0-2 of RUN trained on, with RUN's generator giving the targets (edtalk.train.audio_real)."""
+    from pathlib import Path
+
+    from edtalk.train.audio_real import train_audio_on_real
+    from edtalk.train.audio_stage import config_from_args, print_results
+    from metrics.errors import InputError
+
+    real = real_options(args)
+    if args.data is None:
+        raise InputError(f"--dataset {args.dataset} needs --data ROOT, the {args.dataset.upper()} root")
+    if args.targets == "gt":
+        raise InputError("--targets gt needs a synthetic world's ground truth; on real video the targets are the "
+                         "trained model's (--targets model or auto)")
+    results = train_audio_on_real(args.out, args.data, args.dataset, lists=real["lists"],
+                                  limit_clips=real["limit_clips"], cache=real["cache"], workers=real["workers"],
+                                  preset=args.preset, seed=args.seed, cfg=config_from_args(args, "model"),
+                                  max_steps=args.max_steps, device=args.device, resume=args.resume)
+    print_results(results, Path(args.out))
+    return 0

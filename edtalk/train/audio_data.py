@@ -33,7 +33,7 @@ class ClipRecord:
     frames_ref: Any = None  # callable → uint8 (T,H,W,3), replaced by the array once loaded
 
 
-def _model_targets(model, frames: np.ndarray, device, batch: int = 32) -> dict[str, torch.Tensor]:
+def model_targets(model, frames: np.ndarray, device, batch: int = 32) -> dict[str, torch.Tensor]:
     """Coefficients the trained heads extract from real frames (mouth, pose, expression)."""
     from benchmarks.media import frames_to_tensor
 
@@ -82,7 +82,7 @@ def records_from_world(
         n = int(clip.n_frames)
         mel = torch.from_numpy(np.asarray(mel_windows(melspectrogram(wav), n, fps=FPS), dtype=np.float32))
         if cfg.targets == "model":
-            t = _model_targets(model, world.frames(clip), device)
+            t = model_targets(model, world.frames(clip), device)
             mouth, pose, exp_frames = t["mouth"], t["pose"], t.get("expression")
             if exp_frames is None:
                 raise InputError(

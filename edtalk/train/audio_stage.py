@@ -110,12 +110,18 @@ def train_audio_stage(
     device=None,
     records: list[ClipRecord] | None = None,
     resume: bool = False,
+    data_record: dict | None = None,
+    read_seconds: float = 0.0,
+    notes: dict | None = None,
 ) -> dict[str, Any]:
     """Train (or resume) stage `audio` into `run_dir/audio/`; returns the evaluation dict.
 
     Writes `audio/config.json`, per-part progress checkpoints, the final `audio2motion.pt`
     (loadable with `Audio2Motion.load`) and `audio/results.json` with held-out numbers, timings and
-    provenance.
+    provenance. Records built by the caller (e.g. `edtalk.train.audio_real` from real video) come with
+    `data_record`, what identifies their data (kept in audio/config.json: a resume on other data is refused),
+    `read_seconds`, the time it took to build them, and `notes` merged into results.json (e.g. what the
+    evaluation's ground truth is on real clips).
     """
 
     from edtalk.train.engine import init_distributed
@@ -129,9 +135,9 @@ def train_audio_stage(
     # under torchrun every rank trains on its own batches; rank 0 writes files and evaluates
     dist_info, device = init_distributed(device)
     out_dir = Path(run_dir) / "audio"
-    _open_stage_dir(out_dir, cfg, preset, seed, data_dir, resume, dist_info)
+    _open_stage_dir(out_dir, cfg, preset, seed, data_dir, resume, dist_info, data_record)
     torch.manual_seed(seed)
-    timings: dict[str, float] = {"read_s": 0.0}
+    timings: dict[str, float] = {"read_s": read_seconds}
     if records is None:
         if world is None:
             from benchmarks.datasets.synthetic import SyntheticWorld
@@ -160,6 +166,7 @@ def train_audio_stage(
         targets=cfg.targets,
         first_last_loss={k: _first_last(h) for k, h in histories.items() if h},
         provenance=provenance(stage="audio", seed=seed, device=str(device)),
+        **(notes or {}),
     )
     atomic_write_json(out_dir / "results.json", results)
     if dist_info.enabled:
@@ -167,8 +174,9 @@ def train_audio_stage(
     return results
 
 
-def _open_stage_dir(out_dir: Path, cfg: AudioStageConfig, preset, seed, data_dir, resume, dist_info) -> None:
-    """Create `out_dir` with its config.json, or check that a resumed run has the same config and seed."""
+def _open_stage_dir(out_dir: Path, cfg: AudioStageConfig, preset, seed, data_dir, resume, dist_info,
+                    data_record: dict | None = None) -> None:
+    """Create `out_dir` with its config.json, or check that a resumed run has the same config, seed and data."""
     out_dir.mkdir(parents=True, exist_ok=True)
     cfg_path = out_dir / "config.json"
     if cfg_path.exists() and not resume:
@@ -182,6 +190,12 @@ def _open_stage_dir(out_dir: Path, cfg: AudioStageConfig, preset, seed, data_dir
                 f"{cfg_path} was written with a different config or seed; resume with the same "
                 "settings or use a new run directory"
             )
+        if saved.get("data_record") != json.loads(json.dumps(data_record)):
+            raise InputError(
+                f"{cfg_path} was written for other data ({_data_summary(saved.get('data_record'))}, now "
+                f"{_data_summary(data_record)}); resume with the same --data/--dataset/--lists/--limit-clips "
+                "or use a new run directory"
+            )
     elif dist_info.main:
         atomic_write_json(
             cfg_path,
@@ -191,8 +205,16 @@ def _open_stage_dir(out_dir: Path, cfg: AudioStageConfig, preset, seed, data_dir
                 "seed": seed,
                 "data_dir": str(data_dir) if data_dir else None,
                 "world_size": dist_info.world_size,
+                "data_record": data_record,
             },
         )
+
+
+def _data_summary(record: dict | None) -> str:
+    if not record:
+        return "a synthetic world"
+    limit = f", --limit-clips {record['limit_clips']}" if record.get("limit_clips") else ""
+    return f"--dataset {record['dataset']}{limit}, {len(record['clips']['train'])} train clips"
 
 
 def _build_for(cfg: AudioStageConfig, records: list[ClipRecord], model):
@@ -273,10 +295,6 @@ def run_from_args(args) -> int:
         raise InputError("stage audio needs --out RUN (the run directory of stages 0-2, or a new one)")
     run_dir = Path(out)
     preset = getattr(args, "preset", "smoke") or "smoke"
-    cfg = audio_stage_preset(preset)
-    parts = tuple(
-        p.strip() for p in str(getattr(args, "parts", ",".join(AUDIO_PARTS))).split(",") if p.strip()
-    )
     device = getattr(args, "device", None)
     model = None
     targets = getattr(args, "targets", "auto") or "auto"
@@ -288,14 +306,7 @@ def run_from_args(args) -> int:
                 "into this run directory first (or use --targets gt)"
             )
         targets = "model" if model is not None else "gt"
-    cfg = dataclasses.replace(
-        cfg,
-        parts=parts,
-        targets=targets,
-        exp_features=getattr(args, "exp_features", cfg.exp_features) or cfg.exp_features,
-        exp_features_dir=getattr(args, "exp_features_dir", None),
-        exp_features_dim=getattr(args, "exp_features_dim", None),
-    )
+    cfg = config_from_args(args, targets)
     res = train_audio_stage(
         run_dir,
         getattr(args, "data", None),
@@ -306,6 +317,28 @@ def run_from_args(args) -> int:
         device=device,
         resume=bool(getattr(args, "resume", False)),
     )
+    print_results(res, run_dir)
+    return 0
+
+
+def config_from_args(args, targets: str) -> AudioStageConfig:
+    """The preset's audio-stage config with the command line's --parts, --exp-features* and `targets`."""
+    cfg = audio_stage_preset(getattr(args, "preset", "smoke") or "smoke")
+    parts = tuple(
+        p.strip() for p in str(getattr(args, "parts", ",".join(AUDIO_PARTS))).split(",") if p.strip()
+    )
+    return dataclasses.replace(
+        cfg,
+        parts=parts,
+        targets=targets,
+        exp_features=getattr(args, "exp_features", cfg.exp_features) or cfg.exp_features,
+        exp_features_dir=getattr(args, "exp_features_dir", None),
+        exp_features_dim=getattr(args, "exp_features_dim", None),
+    )
+
+
+def print_results(res: dict, run_dir: Path) -> None:
+    """The stage's headline numbers and where its files are."""
     print(
         json.dumps(
             {
@@ -324,4 +357,3 @@ def run_from_args(args) -> int:
         )
     )
     print(f"wrote {run_dir / 'audio' / 'audio2motion.pt'} and {run_dir / 'audio' / 'results.json'}")
-    return 0

@@ -7,12 +7,13 @@
 Each clip is prepared once into a cache (default ROOT/.edtalk-train-cache/<size>px/<case>/): its 25 fps
 frames resized to the model's size (`frames.npy`, uint8), dlib's 68 landmarks per frame at that size
 (`landmarks.npy`: the mouth-region loss and stage 1's mouth swap need them; real data has no ground truth),
-the release's mel windows aligned to the frames (`mel.npy`, (T, 80, 16), for the audio stage) and
-`record.json`, written last, which also records why a clip was left out. Training then memory-maps the
-frames, so memory stays bounded whatever the data set's size and DataLoader workers share the pages; the
-pairs are drawn by `edtalk.train.data.PairDataset`, a pure function of (seed, epoch, index). The frames are
-stored raw, size x size x 3 bytes each (196 kB at 256 px, 12 kB at 64 px): the disk the cache needs is that
-times the data set's frame count.
+the release's mel windows aligned to the frames (`mel.npy`, (T, 80, 16), for the audio stage), the clip's
+16 kHz speech (`speech.npy`, float32, for the audio stage's utterance features) and `record.json`, written
+last, which also records why a clip was left out. Training then memory-maps the frames, so memory stays
+bounded whatever the data set's size and DataLoader workers share the pages; the pairs are drawn by
+`edtalk.train.data.PairDataset`, a pure function of (seed, epoch, index). The frames are stored raw,
+size x size x 3 bytes each (196 kB at 256 px, 12 kB at 64 px; the speech adds 2.6 kB per frame): the disk
+the cache needs is that times the data set's frame count.
 
 Test speakers never train: a speaker in both lists is a one-line error naming it. Clips of the list that
 the root lacks, and clips without a face, without audio or that do not decode, are left out and counted,
@@ -31,11 +32,12 @@ from benchmarks.datasets.real import names_of
 from edtalk.train.data import FramePool, PoolClip
 from metrics.errors import InputError
 
-__all__ = ["DATASETS", "load_real_pools", "check_speakers", "prepare_clip", "speaker_of", "SKIP_REASONS"]
+__all__ = ["DATASETS", "load_real_pools", "check_speakers", "prepare_clip", "speaker_of", "SKIP_REASONS",
+           "check_same_data"]
 
 DATASETS = ("mead", "hdtf")
 FPS = 25
-CACHE_FORMAT = "edtalk-bench/train-clip-cache@1"
+CACHE_FORMAT = "edtalk-bench/train-clip-cache@2"  # @2: speech.npy beside mel.npy
 SKIP_REASONS = ("missing", "corrupt", "no_face", "no_audio")
 
 
@@ -144,7 +146,7 @@ def prepare_clip(name: str, gt, size: int, detector, clip_dir: Path) -> dict:
     mel = np.asarray(mel_windows(melspectrogram(wav), len(frames), fps=FPS), np.float32)
     clip_dir.mkdir(parents=True, exist_ok=True)
     for file, array in (("frames.npy", small), ("landmarks.npy", (landmarks * scale).astype(np.float32)),
-                        ("mel.npy", mel)):
+                        ("mel.npy", mel), ("speech.npy", np.asarray(wav, np.float32))):
         tmp = clip_dir / f".{file}.{os.getpid()}.tmp"
         with open(tmp, "wb") as f:
             np.save(f, array)
@@ -170,7 +172,7 @@ def _pool_clip(dataset: str, name: str, split: str, clip_dir: Path) -> PoolClip:
     emotion = parse_mead_name(name)["emotion"] if dataset == "mead" else "neutral"
     frames = np.load(clip_dir / "frames.npy", mmap_mode="r")  # pages read on demand: bounded memory
     return PoolClip(name, speaker_of(dataset, name), emotion, split, frames, np.load(clip_dir / "landmarks.npy"),
-                    {"mel_path": str(clip_dir / "mel.npy")})
+                    {"mel_path": str(clip_dir / "mel.npy"), "speech_path": str(clip_dir / "speech.npy")})
 
 
 class FastDlib68:
@@ -258,7 +260,7 @@ def _split_pool(dataset: str, root: Path, names: list[str], split: str, size: in
     emotions = sorted({c.emotion for c in clips})
     report[split] = {"listed": len(names), "missing": len(missing), "missing_names": missing[:20],
                      "limit_clips": limit, "used": len(clips), **counts,
-                     "speakers": len({c.identity for c in clips}),
+                     "speakers": len({c.identity for c in clips}), "clips": [c.name for c in clips],
                      "emotions": {e: sum(c.emotion == e for c in clips) for e in emotions},
                      "skipped": {k: len(v) for k, v in skipped.items()}, "skipped_clips": skipped}
     return FramePool(clips) if clips else None
@@ -318,3 +320,31 @@ def report_lines(report: dict) -> list[str]:
         for reason, clips in r["skipped_clips"].items():
             lines += [f"  skipped ({reason}) {c}" for c in clips]
     return lines
+
+
+def check_same_data(run_dir, report: dict) -> None:
+    """A run resumed on other data (another --dataset, --limit-clips, or lists that select other clips) would not
+    continue the run it resumes: one line saying what differs. `report` is this start's; the run's is RUN/data.json.
+
+    Nothing to compare before the run's first checkpoint, or for a run whose data.json predates the clip lists."""
+    run_dir = Path(run_dir)
+    old_path = run_dir / "data.json"
+    if not (run_dir / "checkpoints" / "last.pt").is_file() or not old_path.is_file():
+        return
+    old = json.loads(old_path.read_text())
+    if "clips" not in old.get("train", {}):
+        return
+
+    def described(r: dict) -> str:
+        limit = r["train"]["limit_clips"]
+        return (f"--dataset {r['dataset']} ({r['lists']}{f', --limit-clips {limit}' if limit else ''}: "
+                f"{r['train']['used']} train clips)")
+
+    for what, differs in (("--dataset", old["dataset"] != report["dataset"]),
+                          ("--limit-clips", old["train"]["limit_clips"] != report["train"]["limit_clips"]),
+                          ("training clips", old["train"]["clips"] != report["train"]["clips"]),
+                          ("held-out clips", old.get("test", {}).get("clips") != report.get("test", {}).get("clips"))):
+        if differs:
+            raise InputError(f"{run_dir} was started on {described(old)}; this start has other {what} "
+                             f"({described(report)}): resume with the run's --dataset/--lists/--limit-clips "
+                             "or train on this data into a new --out")

@@ -175,7 +175,7 @@ def test_faceless_corrupt_and_silent_clips_are_counted_not_dropped_silently(mead
 
 
 @pytest.mark.parametrize("case", ["shared-speaker", "bad-emotion", "options-without-dataset", "no-clip",
-                                  "not-square", "audio-stage"])
+                                  "not-square"])
 def test_bad_input_is_one_line(mead, tmp_path, capsys, case):
     from benchmarks.media import write_video
 
@@ -193,9 +193,6 @@ def test_bad_input_is_one_line(mead, tmp_path, capsys, case):
         err = capsys.readouterr().err.strip()
         assert err.count("\n") == 0 and "--limit-clips only apply to real data: add --dataset" in err
         return
-    elif case == "audio-stage":
-        extra = ["--stage", "audio"]
-        expect = "--stage audio reads a synthetic world only; train stages 0-2 on real data with --dataset"
     elif case == "no-clip":
         data = tmp_path / "empty"
         data.mkdir()
