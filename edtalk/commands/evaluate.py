@@ -19,6 +19,10 @@ def register(subparsers) -> None:
                    "whose hash differs from the manifest (seeded stand-ins); results record it")
     p.add_argument("--fid-resamples", type=int, default=20, metavar="N",
                    help="real data: clip resamples for the FID confidence interval (default 20)")
+    cache = p.add_mutually_exclusive_group()
+    cache.add_argument("--gt-cache", metavar="DIR", help="real data: keep the ground truth's crops and evaluator "
+                       "outputs here for the next method's evaluation (default: gt-cache beside the --out folder)")
+    cache.add_argument("--no-gt-cache", action="store_true", help="real data: recompute the ground-truth side")
     p.add_argument("--device", default=None)
     p.add_argument("--no-disentanglement", action="store_true", help="skip the cross-driving leakage study")
     p.set_defaults(func=run)
@@ -31,7 +35,7 @@ def run(args) -> int:
     options = {"data": args.data, "metrics": args.metrics.split(",") if args.metrics else None,
                "device": args.device, "disentanglement": not args.no_disentanglement, "lists": args.lists}
     real = {"eat_roundtrip": args.eat_roundtrip, "verify_weights": not args.unverified_weights,
-            "fid_resamples": args.fid_resamples}
+            "fid_resamples": args.fid_resamples, "gt_cache": None if args.no_gt_cache else (args.gt_cache or "auto")}
     if args.run:
         res = score_run(args.protocol, args.out, args.run, **options)
     else:
