@@ -53,7 +53,12 @@ class RunSpec:
     def config_hash(self) -> str:
         what = {"train": self.train_config().to_dict(), "protocol": self.protocol}
         if self.real is not None:
+            from ablations.real_sweep import audio_config
+
             what["real"] = self.real.hashed()
+            audio = audio_config(self)
+            if audio is not None:
+                what["audio"] = audio.to_dict()
         if self.shared:
             what["shared_with_full"] = {"stages": list(self.shared), "full": self.parent.config_hash}
         blob = json.dumps(what, sort_keys=True, default=str)

@@ -43,8 +43,9 @@ def register(subparsers) -> None:
     real.add_argument("--limit-clips", type=int, default=None, help="at most N training clips per split (dry run)")
     real.add_argument("--cache", default=None, help="prepared training clips (default DATA/.edtalk-train-cache)")
     real.add_argument("--setting", choices=("audio", "video"), default=None,
-                      help="how the test set is generated: video (EDTalk-V, the default: lip and pose from the GT "
-                           "clip) or audio (EDTalk-A; needs the audio stage trained on real clips, not run yet)")
+                      help="how the test set is generated: audio (EDTalk-A, the default, as the paper's ablations: "
+                           "each run also trains the audio stage on the same clips) or video (EDTalk-V: lip and pose "
+                           "from the GT clip)")
     real.add_argument("--metrics", default=None, help="comma-separated subset of the protocol's metrics")
     real.add_argument("--unverified-weights", action="store_true", help="accept evaluator weight files whose hash "
                       "differs from the manifest (seeded stand-ins); results record it")

@@ -25,7 +25,7 @@ REAL_METRICS = ("psnr", "ssim", "m_lmd", "f_lmd", "fid", "fid_eat", "sync_conf",
 @pytest.fixture
 def fake_real(tmp_path, monkeypatch):
     """A MEAD-shaped root (no clips are read) and fakes of train_run, generate_test_set, evaluate_protocol."""
-    calls = {"train": [], "generate": [], "evaluate": [], "prepare": 0}
+    calls = {"train": [], "audio": [], "generate": [], "evaluate": [], "prepare": 0}
     boom = {"evaluate": None}
 
     def train_run(cfg, run_dir, data_dir=None, resume=False, progress=True, adopt=None, real=None):
@@ -36,6 +36,12 @@ def fake_real(tmp_path, monkeypatch):
             (run_dir / "checkpoints" / f"{stage}.pt").write_bytes(b"ckpt")
         (run_dir / "model.pt").write_bytes(b"model")
         (run_dir / "eval.json").write_text("{}")
+
+    def train_audio_on_real(run_dir, root, dataset, *, lists=None, limit_clips=None, cache=None, preset="smoke",
+                            seed=0, cfg=None, max_steps=None, resume=False):
+        calls["audio"].append({"run": run_dir.name, "dataset": dataset, "max_steps": max_steps, "resume": resume})
+        (run_dir / "audio").mkdir(exist_ok=True)
+        (run_dir / "audio" / "results.json").write_text("{}")
 
     def generate_test_set(protocol, data, out, *, setting=None, run=None, lists=None, progress=True,
                           match_ground_truth_size=False):
@@ -63,6 +69,7 @@ def fake_real(tmp_path, monkeypatch):
 
     monkeypatch.setattr("edtalk.train.api.train_run", train_run)
     monkeypatch.setattr("edtalk.generate.generate_test_set", generate_test_set)
+    monkeypatch.setattr("edtalk.train.audio_real.train_audio_on_real", train_audio_on_real)
     monkeypatch.setattr("benchmarks.protocols.api.evaluate_protocol", evaluate_protocol)
     monkeypatch.setattr("ablations.real_sweep.prepare", prepare)
     data = tmp_path / "MEAD"
@@ -91,7 +98,9 @@ def test_real_sweep_trains_generates_scores_and_reports_every_run(fake_real, tmp
     assert calls["train"][0]["real"] == {"dataset": "mead", "lists": str(lists.resolve()), "limit_clips": None,
                                          "cache": None}
     assert calls["train"][1]["adopt"][1] == ("autoencoder", "mouth_pose")
-    assert all(g["setting"] == "video" and g["lists"] == str(lists.resolve()) and g["match"]
+    # EDTalk-A by default, as the paper's ablations: each run trains its own audio stage on the same clips.
+    assert [(a["run"].split("-s0")[0], a["max_steps"]) for a in calls["audio"]] == [("full", 2), ("no-eem", 2)]
+    assert all(g["setting"] == "audio" and g["lists"] == str(lists.resolve()) and g["match"]
                for g in calls["generate"])
     assert calls["evaluate"][0]["metrics"] == CLIP_METRICS.split(",")
     assert calls["evaluate"][0]["options"] == {"verify_weights": False, "fid_resamples": 5}
@@ -99,7 +108,7 @@ def test_real_sweep_trains_generates_scores_and_reports_every_run(fake_real, tmp
     results = sorted(out.glob("runs/*/results.json"))
     methods = [json.loads(p.read_text())["method"] for p in results]
     assert [(m["variant"], m["seed"]) for m in methods] == [("full", 0), ("no-eem", 0)]
-    assert all(m["generated"]["setting"] == "video" and m["run_dir"] == str(p.parent) for m, p in
+    assert all(m["generated"]["setting"] == "audio" and m["run_dir"] == str(p.parent) for m, p in
                zip(methods, results, strict=True))
     definition = json.loads((out / "sweep.json").read_text())
     assert definition["max_steps"] == 2 and definition["real"]["dataset"] == "mead"
@@ -160,10 +169,14 @@ def test_a_real_protocol_refuses_a_synthetic_world_and_vice_versa(fake_real, tmp
     assert not calls["train"] and not (tmp_path / "a").exists()
 
 
-def test_audio_setting_is_refused_until_the_sweep_trains_the_audio_stage(fake_real, tmp_path):
-    _, _, data, lists = fake_real
-    with pytest.raises(UserError, match="--setting audio needs the audio stage"):
-        sw.run_sweep("mead-edtalk", "full", 1, tmp_path / "a", data, progress=False, real={"setting": "audio"})
+def test_video_setting_skips_the_audio_stage_and_is_another_run(fake_real, tmp_path):
+    calls, _, data, lists = fake_real
+    out = tmp_path / "sweep"
+    assert _sweep(data, lists, out, "--setting", "video") == 0
+    assert not calls["audio"] and {g["setting"] for g in calls["generate"]} == {"video"}
+    video_runs = {p.name for p in (out / "runs").iterdir()}
+    assert _sweep(data, lists, out) == 0  # audio: other results, so other runs (the video ones are set aside)
+    assert len(calls["audio"]) == 2 and {p.name for p in (out / "superseded").iterdir()} == video_runs
 
 
 @pytest.mark.slow  # trains 2 variants x 3 stages, generates and scores with every evaluator: minutes on 2 cores
