@@ -96,22 +96,24 @@ PRESETS: dict[str, Preset] = {p.name: p for p in [
            sweep={"variants": "full,no-orthogonality,no-eem", "seeds": 1}),
     # study: the paper's ablation table (full, no-banks, no-orthogonality, no-eem) tested with power on 2 CPU
     # cores in an hour (issue 19). The model and training recipe are smoke's (the only recipe measured to
-    # learn held-out motion at this cost); what changes is the evidence: a world of 4 held-out identities
-    # whose 88 test clips cover every emotion at every intensity (benchmarks.synthetic.writer.PRESETS,
-    # protocol synthetic-study), full trained twice (its seed-to-seed spread is the yardstick of every
-    # effect) and a ground-truth row (each metric's ceiling). The paper's setting is EDTalk-A: its audio row
-    # trains the mouth predictor per run from that run's own heads (targets "model"; pose and expression
-    # from the clip). The sweep does not train or score it yet: today the study is scored video-driven only
+    # learn held-out motion at this cost); what changes is the evidence: 36 test clips of 5 held-out faces
+    # covering every emotion at every intensity (benchmarks.synthetic.writer.PRESETS, protocol
+    # synthetic-study), full trained twice (its seed-to-seed spread is the yardstick of every effect) and a
+    # ground-truth row (each metric's ceiling). The paper's setting is EDTalk-A: the audio row trains the
+    # mouth predictor per run from that run's own heads (targets "model"; pose and expression from the clip).
+    # The synthetic sweep does not train or score it yet: the study is scored video-driven only for now
     # (README, "Which preset to cite"); the budget below includes the audio step it will add.
     # Budget, 2 quiet cores (measured figures from the README's 2-core host, the rest projected):
-    #   world 484 clips: 41 s per 160 clips measured -> ~2.1 min; evaluators 3.8 min (measured, same steps)
+    #   world 506 clips: 41 s per 160 clips measured -> ~2.2 min; evaluators 3.8 min (measured, same steps)
     #   training, 4 runs from scratch (full x2, no-banks, no-orthogonality), 2 at a time at 1 thread:
     #     2 waves x ~19.5 min (24 min measured per pair incl. 4.5 min scoring) = 39 min
     #   no-eem: stage 2 only from full's stage-1 checkpoint, ~1.5 min (3 min measured incl. scoring)
     #   audio mouth stage: 150 steps x ~1.8 s (issue 19) = 4.5 min per run, 5 runs 2 at a time = ~11 min
-    #   scoring: 5 runs x 2 settings + ground truth at the 60 s per run target = ~5.5 min wall
-    #   report 0.5 min  => ~63 min projected: over by ~3 min unless no-eem takes full's audio stage too (its
-    #   mouth head is full's: -2.3 min) and scoring meets its target; re-measure with `nox -s study`.
+    #   scoring 1800 frames per run and setting (36 clips x 50) + 4 cross-driving tuples: ~0.12 s per frame
+    #     at 1 thread (8 toy clips scored in 3.5 min at load 18, /9 for the load) = ~4.4 min; 5 runs x 2
+    #     settings + the ground truth, 2 at a time = ~23 min
+    #   report 0.5 min  => ~80 min projected: 60 needs scoring at the issue's <= 60 s per run (-17 min) and
+    #   no-eem taking full's audio stage too (its mouth head is full's: -2.3 min); re-measure with `nox -s study`.
     Preset("study", _SMOKE_MODEL, _smoke_training(_SMOKE_MODEL, "study"),
            AudioStageConfig(parts=("mouth",), targets="model", mouth_iters=150),
            world="study", evaluators="default", protocol="synthetic-study",

@@ -41,9 +41,9 @@ PRESETS = {
     # not transfer it to unseen faces (held-out PSNR no better than copying the source; 18: +3.5 dB).
     "smoke": Preset(identities=20, test_identities=2, emotions=EMOTIONS, levels=(3,), clips_per_level=1,
                     n_frames=50, size=64),
-    # The study (edtalk.presets "study"): smoke's 18 training faces and 4 held-out ones, each with every
-    # emotion at every intensity (22 clips); protocol synthetic-study scores all 88 held-out clips.
-    "study": Preset(identities=22, test_identities=4, emotions=EMOTIONS, levels=(1, 2, 3), clips_per_level=1,
+    # The study (edtalk.presets "study"): smoke's 18 training faces and 5 held-out ones, each with every
+    # emotion at every intensity (22 clips); protocol synthetic-study scores 36 of the 110 held-out clips.
+    "study": Preset(identities=23, test_identities=5, emotions=EMOTIONS, levels=(1, 2, 3), clips_per_level=1,
                     n_frames=50, size=64),
     "standard": Preset(identities=24, test_identities=6, emotions=EMOTIONS, levels=(1, 2, 3), clips_per_level=1,
                        n_frames=75, size=128),
