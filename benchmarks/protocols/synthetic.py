@@ -103,11 +103,36 @@ class LandmarkReaders:
 
     Mouth parameters (jaw_open, lip_width, closure) are read from predicted landmarks through a
     linear map fitted on the *training* clips' ground-truth landmarks → ground-truth mouth, so they
-    come back in the ground truth's units (never fitted on generated frames).
+    come back in the ground truth's units (never fitted on generated frames). The map depends on the
+    world's ground truth only, so it is fitted once per world and kept in `<world>/features/`
+    (benchmarks.protocols.feature_cache); `cache=False` fits it every time.
     """
 
-    def __init__(self, world, evaluators):
+    def __init__(self, world, evaluators, cache: bool = True):
         self.ev = evaluators
+        if not cache:
+            self.w = self._fit(world)
+            return
+        from benchmarks.protocols.feature_cache import FeatureCache
+
+        self.w = FeatureCache(world.root / "features").get_or_compute(
+            self.cache_key(world), lambda: {"w": self._fit(world)})["w"]
+
+    @staticmethod
+    def cache_key(world) -> dict:
+        """What the map is computed from: the world (world.json) and every training clip's ground-truth file
+        as it is on disk (size, modification time), so a rewritten world refits it."""
+        from benchmarks.evaluators.config import world_digest
+
+        files = []
+        for c in world.clips("train"):
+            st = c.groundtruth.stat()
+            files.append([c.name, st.st_size, st.st_mtime_ns])
+        return {"what": "disentanglement mouth map (landmark geometry -> GT mouth, ridge 1e-6)", "version": 1,
+                "world": world_digest(world.meta),
+                "train_ground_truth": files}
+
+    def _fit(self, world) -> np.ndarray:
         xs, ys = [], []
         for c in world.clips("train"):
             g = world.ground_truth(c)
@@ -115,7 +140,7 @@ class LandmarkReaders:
             ys.append(np.asarray(g["mouth"], np.float64))
         x, y = np.concatenate(xs), np.concatenate(ys)
         x1 = np.concatenate([x, np.ones((len(x), 1))], 1)
-        self.w = np.linalg.solve(x1.T @ x1 + 1e-6 * np.eye(x1.shape[1]), x1.T @ y)
+        return np.linalg.solve(x1.T @ x1 + 1e-6 * np.eye(x1.shape[1]), x1.T @ y)
 
     @staticmethod
     def _mouth_geometry(lm: np.ndarray) -> np.ndarray:

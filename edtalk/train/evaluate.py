@@ -27,30 +27,78 @@ from metrics.functional.image import psnr_per_frame
 from metrics.utils import atomic_write_json
 
 
-@torch.no_grad()
+class EncodingMemo:
+    """Encoder outputs of frame batches already encoded by one model with fixed weights, keyed by content.
+
+    A driving clip is encoded once however many factors it drives (self-reenactment passes the same
+    frames as mouth, pose and expression driver; a disentanglement tuple reuses two of its three drivers
+    in every swap), and the source once per batch size. The same uint8 batch through the same weights
+    gives the same numbers, so generated frames are bit-identical to encoding every time. Keep one memo
+    per model and weights (an evaluation); never across training steps. Least recently used entries
+    go first: `max_coefficients` driver batches (a few kB each) and `max_sources` encoded sources (the
+    skip features of n copies: megabytes each).
+    """
+
+    def __init__(self, model, device, max_coefficients: int = 1024, max_sources: int = 8):
+        from collections import OrderedDict
+
+        self.model, self.device = model, device
+        self.hits = self.misses = 0
+        self._stores = {"coefficients": (OrderedDict(), int(max_coefficients)),
+                        "source": (OrderedDict(), int(max_sources))}
+
+    def _get(self, kind: str, frames: np.ndarray, compute, *extra):
+        import hashlib
+
+        store, limit = self._stores[kind]
+        frames = np.ascontiguousarray(frames)
+        key = (frames.shape, str(frames.dtype), hashlib.blake2b(frames.data, digest_size=16).digest(), *extra)
+        if key in store:
+            self.hits += 1
+            store.move_to_end(key)
+            return store[key]
+        self.misses += 1
+        value = store[key] = compute()
+        if len(store) > limit:
+            store.popitem(last=False)
+        return value
+
+    def coefficients(self, frames: np.ndarray) -> dict:
+        """The motion coefficients of a batch of uint8 driving frames."""
+        def compute():
+            x = frames_to_tensor(np.asarray(frames)).to(self.device)
+            return self.model.coefficients(self.model.encode(x)[0])
+        return self._get("coefficients", frames, compute)
+
+    def source(self, source: np.ndarray, n: int):
+        """(latent, features) of the source frame encoded at batch size n: encoding one copy and expanding
+        it is not bit-identical on CPU (oneDNN picks other kernels for batch 1), so n copies it stays."""
+        def compute():
+            return self.model.encode(frames_to_tensor(source[None]).to(self.device).expand(n, -1, -1, -1))
+        return self._get("source", source, compute, n)
+
+
+@torch.inference_mode()
 def drive_frames(model, source: np.ndarray, mouth_frames, pose_frames, exp_frames, device, batch=16,
-                 noise_seed: int = 0):
+                 noise_seed: int = 0, memo: EncodingMemo | None = None):
     """Generated uint8 frames. The decoder's noise inputs (StyleGAN noise injection) are drawn from a
     fixed seed under a forked RNG, so the same inputs give the same frames whatever ran before — a
-    resumed evaluation equals an uninterrupted one — and the caller's RNG stream is left untouched."""
+    resumed evaluation equals an uninterrupted one — and the caller's RNG stream is left untouched.
+    `memo`: encodings to reuse across calls with this model's current weights (one is made per call
+    when not given, so frames shared by several drivers are encoded once)."""
     devices = [device] if torch.device(device).type == "cuda" else []
+    memo = memo if memo is not None else EncodingMemo(model, device)
     with torch.random.fork_rng(devices=devices):
         torch.manual_seed(noise_seed)
-        return _drive_frames_seeded(model, source, mouth_frames, pose_frames, exp_frames, device, batch)
+        return _drive_frames_seeded(model, source, mouth_frames, pose_frames, exp_frames, batch, memo)
 
 
-def _drive_frames_seeded(model, source, mouth_frames, pose_frames, exp_frames, device, batch):
-    src1 = frames_to_tensor(source[None]).to(device)
+def _drive_frames_seeded(model, source, mouth_frames, pose_frames, exp_frames, batch, memo: EncodingMemo):
     outs = []
     for i in range(0, len(mouth_frames), batch):
-        def coeffs(frames, i=i):
-            x = frames_to_tensor(np.asarray(frames[i:i + batch])).to(device)
-            return model.coefficients(model.encode(x)[0])
-
-        cm, cp, ce = coeffs(mouth_frames), coeffs(pose_frames), coeffs(exp_frames)
+        cm, cp, ce = (memo.coefficients(np.asarray(f[i:i + batch])) for f in (mouth_frames, pose_frames, exp_frames))
         n = cm["mouth"].shape[0]
-        # The source is encoded at batch size n (simplest for any form of skip features).
-        lat_s, feats = model.encode(src1.expand(n, -1, -1, -1))
+        lat_s, feats = memo.source(source, n)
         c = {"mouth": cm["mouth"], "pose": cp["pose"], "expression": ce.get("expression")}
         outs.append(tensor_to_frames(drive(model, lat_s, feats, c, use_expression=True)))
     return np.concatenate(outs)
@@ -86,6 +134,7 @@ def evaluate_run(model, train_pool: FramePool, test_pool: FramePool, out_dir=Non
     device = device or next(model.parameters()).device
     was_training = model.training
     model.eval()
+    memo = EncodingMemo(model, device)  # each identity's source and each clip encoded once for both checks
     res: dict = {"held_out_identities": test_pool.identities}
     rec, copy = [], []
     for ident in test_pool.identities:
@@ -95,7 +144,7 @@ def evaluate_run(model, train_pool: FramePool, test_pool: FramePool, out_dir=Non
             # The source frame itself is not a target: copying it scores 148 dB, which inflated the
             # copy baseline by 0.3 dB on the smoke world.
             frames = test_pool.clips[k].frames[1 if k == src_clip else 0:max_frames]
-            out = drive_frames(model, source, frames, frames, frames, device)
+            out = drive_frames(model, source, frames, frames, frames, device, memo=memo)
             rec.append(psnr_per_frame(out, frames))
             copy.append(psnr_per_frame(np.repeat(source[None], len(frames), 0), frames))
     rec, copy = np.concatenate(rec), np.concatenate(copy)
@@ -119,7 +168,7 @@ def evaluate_run(model, train_pool: FramePool, test_pool: FramePool, out_dir=Non
             src_clip = clips[test_pool.neutral[clips[(i + 2) % len(clips)].identity][0]]
             n = min(len(a.frames), len(b.frames), max_frames)
             out = drive_frames(model, src_clip.frames[0], a.frames[:n], b.frames[:n],
-                               src_clip.frames[:1].repeat(n, 0), device)
+                               src_clip.frames[:1].repeat(n, 0), device, memo=memo)
             p = probe(_grey(out))
             pooled["probe"].append(p)
             pooled["mouth_gt"].append(np.stack([a.gt["mouth"][:n, 0], a.gt["pose"][:n, 0]], 1))
