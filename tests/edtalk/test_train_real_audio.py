@@ -176,10 +176,19 @@ def test_short_and_silent_clips_are_counted_and_a_resume_on_other_data_is_refuse
         "mead, --limit-clips 2, 2 train clips)" in err, err
 
 
-@pytest.mark.parametrize("case", ["no-generator", "targets-gt", "no-data"])
+@pytest.mark.parametrize("case", ["no-generator", "targets-gt", "no-data", "shared-speaker", "bad-emotion"])
 def test_bad_input_is_one_line(mead, tmp_path, capsys, case):
     run = tmp_path / "run"
-    if case == "no-generator":
+    if case in ("shared-speaker", "bad-emotion"):
+        extra = "W009#angry#level_1#001" if case == "shared-speaker" else "M003#angery#level_1#001"
+        lists = tmp_path / "lists"
+        lists.mkdir()
+        (lists / "train.json").write_text(json.dumps(list(TRAIN) + [extra]))
+        (lists / "test.json").write_text(json.dumps(list(TEST)))
+        code = _audio(mead, _generator_run(run), lists=lists)
+        expect = "MEAD test speakers also in the train list ('W009')" if case == "shared-speaker" else \
+            "train.json: 1 of 5 clip names do not parse as MEAD <id>#<emotion>#level_<k>#<nnn>"
+    elif case == "no-generator":
         code, expect = _audio(mead, run), "model.pt not found: train stages 0-2 on the same data first"
     elif case == "targets-gt":
         code = _audio(mead, _generator_run(run), "--targets", "gt")
