@@ -34,13 +34,19 @@ class LeakageResult:
     diagonal_mean: float
     reference_mode: str
     n_tuples: int
+    # (N, k, k) per tuple: what a paired bootstrap over tuples resamples (reports.claims)
+    tuple_movement: np.ndarray | None = None
+    tuple_reference: np.ndarray | None = None
 
     def to_dict(self) -> dict:
         # .tolist() first: to_jsonable turns NaN into None only for Python floats
+        per_tuple = ({"movement": self.tuple_movement.tolist(), "reference": self.tuple_reference.tolist()}
+                     if self.tuple_movement is not None and self.tuple_reference is not None else None)
         return to_jsonable({"labels": list(self.labels), "matrix": self.matrix.tolist(),
                             "off_diagonal_mean": self.off_diagonal_mean, "diagonal_mean": self.diagonal_mean,
                             "movement": self.movement.tolist(), "reference": self.reference.tolist(),
-                            "reference_mode": self.reference_mode, "n_tuples": self.n_tuples})
+                            "reference_mode": self.reference_mode, "n_tuples": self.n_tuples,
+                            "per_tuple": per_tuple})
 
 
 def _mean_abs_diff(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -141,4 +147,4 @@ def leakage_matrix(base: Mapping[str, Any], swapped: Mapping[str, Mapping[str, A
     diag = np.diagonal(mat)
     return LeakageResult(labels=tuple(labels), matrix=mat, movement=move.mean(0), reference=ref.mean(0),
                          off_diagonal_mean=nanmean(off), diagonal_mean=nanmean(diag),
-                         reference_mode=reference, n_tuples=n)
+                         reference_mode=reference, n_tuples=n, tuple_movement=move, tuple_reference=ref)
