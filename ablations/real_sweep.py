@@ -113,13 +113,13 @@ def prepare(proto, data, real: RealOptions, size: int, progress: bool = True) ->
 
 
 def audio_config(spec):
-    """The audio stage's config of a run (the preset's; the sweep's max_steps caps each part when it trains), or
-    None with --setting video."""
+    """The audio stage's config of a run (the preset's, targets from the run's trained model: real video has no
+    ground truth; the sweep's max_steps caps each part when it trains), or None with --setting video."""
     if spec.real.setting != "audio":
         return None
     from edtalk.presets import audio_stage_preset
 
-    return audio_stage_preset(spec.preset)
+    return dataclasses.replace(audio_stage_preset(spec.preset), targets="model")
 
 
 def train_audio(spec) -> None:

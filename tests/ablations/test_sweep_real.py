@@ -14,7 +14,7 @@ import pytest
 
 from ablations import sweep as sw
 from edtalk.cli import main
-from metrics.errors import InputError, UserError
+from metrics.errors import InputError
 
 TRAIN = ("M003#neutral#level_1#001", "M003#angry#level_3#001", "M030#neutral#level_1#001", "M030#happy#level_2#002")
 TEST = ("W009#sad#level_2#003",)
@@ -39,7 +39,8 @@ def fake_real(tmp_path, monkeypatch):
 
     def train_audio_on_real(run_dir, root, dataset, *, lists=None, limit_clips=None, cache=None, preset="smoke",
                             seed=0, cfg=None, max_steps=None, resume=False):
-        calls["audio"].append({"run": run_dir.name, "dataset": dataset, "max_steps": max_steps, "resume": resume})
+        calls["audio"].append({"run": run_dir.name, "dataset": dataset, "max_steps": max_steps, "resume": resume,
+                               "targets": cfg.targets})
         (run_dir / "audio").mkdir(exist_ok=True)
         (run_dir / "audio" / "results.json").write_text("{}")
 
@@ -48,7 +49,8 @@ def fake_real(tmp_path, monkeypatch):
         calls["generate"].append({"run": str(run), "setting": setting, "lists": lists,
                                   "match": match_ground_truth_size})
         out.mkdir(parents=True, exist_ok=True)
-        (out / "generate.json").write_text(json.dumps({"method": {"name": f"{run.name}-{setting}", "setting": setting}}))
+        method = {"name": f"{run.name}-{setting}", "setting": setting}
+        (out / "generate.json").write_text(json.dumps({"method": method}))
 
     def evaluate_protocol(protocol, out, *, videos=None, data=None, lists=None, metrics=None, progress=True,
                           real_options=None):
@@ -99,7 +101,8 @@ def test_real_sweep_trains_generates_scores_and_reports_every_run(fake_real, tmp
                                          "cache": None}
     assert calls["train"][1]["adopt"][1] == ("autoencoder", "mouth_pose")
     # EDTalk-A by default, as the paper's ablations: each run trains its own audio stage on the same clips.
-    assert [(a["run"].split("-s0")[0], a["max_steps"]) for a in calls["audio"]] == [("full", 2), ("no-eem", 2)]
+    assert [(a["run"].split("-s0")[0], a["max_steps"], a["targets"]) for a in calls["audio"]] == \
+        [("full", 2, "model"), ("no-eem", 2, "model")]  # real video has no ground truth: the run's model gives them
     assert all(g["setting"] == "audio" and g["lists"] == str(lists.resolve()) and g["match"]
                for g in calls["generate"])
     assert calls["evaluate"][0]["metrics"] == CLIP_METRICS.split(",")
