@@ -1,10 +1,13 @@
 """Inference: drive a source image with per-factor drivers, fast and in bounded memory.
 
-What the release's demo does per output frame: encode the source again, encode the drivers, run QR
-on the banks, decode, one frame at a time. Here the source is encoded once, the bases are computed
-once per call, each distinct driver clip is encoded once (mouth, pose and expression often share a
-clip), frames go through in batches, and long inputs stream in chunks. Batched output equals the
-per-frame procedure bit for bit (see `edtalk.model.ops.linear`).
+What the release's demo does per output frame: encode the source again, encode the drivers (three
+times when one clip drives all factors), run QR on the banks, run EEM's source convolution on the
+source features, decode, one frame at a time. Here the source is encoded once, EEM's source part
+(`Synthesis.source_parts`) and the bases are computed once per call, each distinct driver clip is
+encoded once (mouth, pose and expression often share a clip), products of the weights alone are
+reused (`edtalk.model.ops.reuse_weight_products`), and long inputs stream in chunks. `exact=True`
+(one frame at a time, the default and what runs on CPU) gives the release's bits; `exact=False`
+batches frames (on GPUs; on CPU it is slower, see `edtalk.perf.release_side_by_side`).
 
 A driver left out keeps the source's own value of that factor: its coefficients are those the
 heads extract from the source image itself (the source acts as that factor's driver on every frame).
@@ -17,6 +20,7 @@ import torch
 
 from edtalk.model import EDTalk
 from edtalk.model.audio2motion import smooth_coefficients  # noqa: F401 (the release's kernel 3, sigma 1)
+from edtalk.model.ops import reuse_weight_products
 from metrics.errors import InputError
 
 
@@ -73,34 +77,57 @@ def animate_chunks(model: EDTalk, source: torch.Tensor, mouth=None, pose=None, e
         raise InputError(f"driver lengths disagree: {lengths}; trim them to the same number of frames")
 
     model.eval()
-    lat_src, feats = model.encode(source.to(dev))
-    own = model.coefficients(lat_src)  # the source's own coefficients for factors left out
-    bases = model.bases()
-    factors = ["mouth", "pose"] + (["expression"] if cfg.expression else [])
+    weight_products: dict = {}  # reused by every batch of this call (the weights cannot change meanwhile)
+    with reuse_weight_products(weight_products):
+        lat_src, feats = model.encode(source.to(dev))
+        own = model.coefficients(lat_src)  # the source's own coefficients for factors left out
+        parts = model.dec.source_parts(feats)
+        bases = model.bases()
     for start in range(0, n, batch_size):
         stop = min(n, start + batch_size)
-        b = stop - start
-        coeffs: dict[str, torch.Tensor] = {}
-        encoded: dict[int, dict[str, torch.Tensor]] = {}
-        for f in factors:
-            if given[f] is not None:
-                c = given[f].to(dev, lat_src.dtype)  # the model's dtype (float64 in the parity test)
-                coeffs[f] = (c if c.shape[0] == 1 else c[start:stop]).expand(b, -1)
-            elif drivers[f] is not None:
-                x = drivers[f]
-                x = x if x.shape[0] == 1 else x[start:stop]
-                key = id(drivers[f])  # one encoding per distinct driver clip
-                if key not in encoded:
-                    encoded[key] = _per_frame(lambda y: model.coefficients(model.encode(y)[0]), x.to(dev), exact)
-                coeffs[f] = encoded[key][f].expand(b, -1)
-            else:
-                coeffs[f] = own[f].expand(b, -1)
-        d, e = model.compose(coeffs, bases)
-        if exact:
-            yield torch.cat([model.decode(lat_src, d[i:i + 1], feats, None if e is None else e[i:i + 1])
-                             for i in range(b)])
+        with reuse_weight_products(weight_products):
+            d, e = model.compose(_batch_coefficients(model, drivers, given, own, start, stop, exact), bases)
+            yield _decode(model, lat_src, d, feats, e, parts, exact)
+
+
+def _batch_coefficients(model: EDTalk, drivers: dict, given: dict, own: dict, start: int, stop: int,
+                        exact: bool) -> dict[str, torch.Tensor]:
+    """Each factor's coefficients for frames start..stop: given, from its driver's frames, or the source's own."""
+    dev, b = own["mouth"].device, stop - start
+    coeffs: dict[str, torch.Tensor] = {}
+    encoded: dict[tuple, dict[str, torch.Tensor]] = {}
+    for f in ["mouth", "pose"] + (["expression"] if model.cfg.expression else []):
+        if given[f] is not None:
+            c = given[f].to(dev, own[f].dtype)  # the model's dtype (float64 in the parity test)
+            coeffs[f] = (c if c.shape[0] == 1 else c[start:stop]).expand(b, -1)
+        elif drivers[f] is not None:
+            x = drivers[f]
+            x = x if x.shape[0] == 1 else x[start:stop]
+            key = _same_frames_key(drivers[f])  # one encoding per distinct driver clip
+            if key not in encoded:
+                encoded[key] = _per_frame(lambda y: model.coefficients(model.encode(y)[0]), x.to(dev), exact)
+            coeffs[f] = encoded[key][f].expand(b, -1)
         else:
-            yield model.decode(lat_src.expand(b, -1), d, [f.expand(b, -1, -1, -1) for f in feats], e)
+            coeffs[f] = own[f].expand(b, -1)
+    return coeffs
+
+
+def _same_frames_key(x: torch.Tensor) -> tuple:
+    """Equal for two tensors that view the same frames (one clip given for several factors, even as two slices)."""
+    return x.data_ptr(), x.device, x.dtype, tuple(x.shape), x.stride()
+
+
+def _decode(model: EDTalk, lat_src, d, feats, e, parts, exact: bool) -> torch.Tensor:
+    """Decode a batch of motions: frame by frame (`exact`), or as one batch. No noise inputs, as the release."""
+    if exact:
+        return torch.cat([model.decode(lat_src, d[i:i + 1], feats, None if e is None else e[i:i + 1], parts,
+                                       noise=False) for i in range(d.shape[0])])
+    b = d.shape[0]
+
+    def grow(maps):
+        return None if maps is None else [m.expand(b, -1, -1, -1) for m in maps]
+
+    return model.decode(lat_src.expand(b, -1), d, grow(feats), e, grow(parts), noise=False)
 
 
 def _per_frame(fn, x: torch.Tensor, exact: bool) -> dict[str, torch.Tensor]:
@@ -137,5 +164,5 @@ def animate_per_frame(model: EDTalk, source, mouth=None, pose=None, expression=N
             else:
                 coeffs[f] = own[f]
         d, e = model.compose(coeffs)
-        outs.append(model.decode(lat_src, d, feats, e))
+        outs.append(model.decode(lat_src, d, feats, e, noise=False))
     return torch.cat(outs)

@@ -37,8 +37,11 @@ class EDTalk(Navigation):
         return d, e
 
     def decode(self, latent_src: torch.Tensor, d: torch.Tensor, feats: list[torch.Tensor],
-               e: torch.Tensor | None = None) -> torch.Tensor:
-        return self.dec(latent_src + d, feats, e)
+               e: torch.Tensor | None = None, source_parts: list[torch.Tensor] | None = None,
+               noise: bool = True) -> torch.Tensor:
+        """`source_parts`: `self.dec.source_parts(feats)`, computed once per source and reused every frame;
+        `noise=False` decodes without noise inputs, as the release's generator always does."""
+        return self.dec(latent_src + d, feats, e, source_parts, noise)
 
     def bases_matrix(self) -> torch.Tensor:
         """All active bases side by side (D x n_active), in mouth, pose, expression order."""

@@ -82,10 +82,14 @@ class AdaIN(nn.Module):
         self.mlp_beta = nn.Linear(hidden, channels)
 
     def forward(self, x, cond):
+        return self.modulate(F.instance_norm(x, eps=1e-5), cond)
+
+    def modulate(self, normalized, cond):
+        """The conditioned scale and shift of an instance-normalised map."""
         h = self.mlp_shared(cond.flatten(1))
         gamma = self.mlp_gamma(h)[:, :, None, None]
         beta = self.mlp_beta(h)[:, :, None, None]
-        return F.instance_norm(x, eps=1e-5) * (1 + gamma) + beta
+        return normalized * (1 + gamma) + beta
 
 
 class ExpressionEnhancement(nn.Module):
@@ -103,8 +107,14 @@ class ExpressionEnhancement(nn.Module):
         self.norm1 = AdaIN(channels, cond_dim, hidden)
         self.norm2 = AdaIN(channels, cond_dim, hidden)
 
-    def forward(self, x, e):
-        return x + self.norm2(self.conv2(x), e)
+    def forward(self, x, e, normalized=None):
+        """`normalized`: `self.source_part(x)` computed earlier (x is a source feature, the same every frame)."""
+        normalized = self.source_part(x) if normalized is None else normalized
+        return x + self.norm2.modulate(normalized, e)
+
+    def source_part(self, x):
+        """What depends on the source feature alone: a third of a frame's decoder FLOPs at 256 px."""
+        return F.instance_norm(self.conv2(x), eps=1e-5)
 
 
 class Synthesis(nn.Module):
@@ -134,15 +144,23 @@ class Synthesis(nn.Module):
         else:
             self.fineadainresblock = None
 
-    def forward(self, latent: torch.Tensor, feats: list[torch.Tensor], e: torch.Tensor | None = None):
-        """latent (B, D): identity latent + motion; feats: source features 8x8..size; e: expression."""
-        out = self.conv1(self.input(latent.shape[0]), latent)
+    def source_parts(self, feats: list[torch.Tensor]) -> list[torch.Tensor] | None:
+        """EEM's per-source work on the source features (None without EEM), to pass to every frame's forward."""
+        if self.fineadainresblock is None:
+            return None
+        return [eem.source_part(f) for eem, f in zip(self.fineadainresblock, feats, strict=True)]
+
+    def forward(self, latent: torch.Tensor, feats: list[torch.Tensor], e: torch.Tensor | None = None,
+                source_parts: list[torch.Tensor] | None = None, noise: bool = True):
+        """latent (B, D): identity latent + motion; feats: source features 8x8..size; e: expression;
+        source_parts: `self.source_parts(feats)` if already computed; noise=False: no noise inputs."""
+        out = self.conv1(self.input(latent.shape[0]), latent, noise)
         skip = skip_flow = None
         for k, feat in enumerate(feats):
             if self.fineadainresblock is not None and e is not None:
-                feat = self.fineadainresblock[k](feat, e)
-            out = self.convs[2 * k](out, latent)
-            out = self.convs[2 * k + 1](out, latent)
+                feat = self.fineadainresblock[k](feat, e, None if source_parts is None else source_parts[k])
+            out = self.convs[2 * k](out, latent, noise)
+            out = self.convs[2 * k + 1](out, latent, noise)
             warped, out, skip_flow = self.to_flows[k](out, latent, feat, skip_flow)
             skip = self.to_rgbs[k](warped, skip)
         return skip

@@ -5,6 +5,8 @@ Equalised learning rate: weights are stored N(0, 1) and scaled at run time by 1/
 """
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import math
 
 import torch
@@ -13,11 +15,46 @@ from torch import nn
 
 SQRT2 = math.sqrt(2.0)
 
+# Inference-only reuse of values computed from the weights alone (scaled weights, biases), active inside
+# `reuse_weight_products()`: the weights cannot change during one `animate` call, and the cache ends with it.
+_WEIGHT_PRODUCTS: contextvars.ContextVar[dict | None] = contextvars.ContextVar("weight_products", default=None)
+
+
+@contextlib.contextmanager
+def reuse_weight_products(cache: dict | None = None):
+    """Within this block and without autograd, `self.weight * self.scale` and the like are computed once per
+    module and kept in `cache` (pass the same dict to reuse them across blocks); each is keyed by its tensors'
+    identity, storage and version, so an in-place update of a weight is still seen."""
+    previous = _WEIGHT_PRODUCTS.get()
+    _WEIGHT_PRODUCTS.set({} if cache is None else cache)
+    try:
+        yield
+    finally:
+        _WEIGHT_PRODUCTS.set(previous)
+
+
+def _weight_product(module: nn.Module, name: str, make, *tensors: torch.Tensor) -> torch.Tensor:
+    cache = _WEIGHT_PRODUCTS.get()
+    if cache is None or torch.is_grad_enabled():
+        return make()
+    key = tuple((id(t), t.data_ptr(), t._version, t.dtype, t.device) for t in tensors)
+    hit = cache.get((id(module), name))
+    if hit is None or hit[0] != key:
+        hit = cache[(id(module), name)] = (key, make())
+    return hit[1]
+
+
+def _inplace_ok(x: torch.Tensor) -> bool:
+    """In-place activation is safe (same bits, fewer allocations) when autograd does not record."""
+    return not (torch.is_grad_enabled() and x.requires_grad)
+
 
 def fused_leaky_relu(x: torch.Tensor, bias: torch.Tensor, negative_slope: float = 0.2,
                      scale: float = SQRT2) -> torch.Tensor:
     if x.dim() > 2 and bias.dim() == 1:
         bias = bias.view(1, -1, *([1] * (x.dim() - 2)))
+    if _inplace_ok(x):
+        return F.leaky_relu(x + bias, negative_slope, inplace=True).mul_(scale)
     return F.leaky_relu(x + bias, negative_slope) * scale
 
 
@@ -65,6 +102,43 @@ def _fir_separable(x: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> torch.T
     return sum(a[u] * t[:, :, u:u + rows] for u in range(len(a)))
 
 
+# (device type, dtype, maps, padded height, padded width, kernel) -> whether the depthwise form of the FIR
+# convolution gives the single-channel form's bits on this machine (checked once per shape, below)
+_DEPTHWISE_IS_EXACT: dict[tuple, bool] = {}
+
+
+def _fir_exact(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    """Valid correlation of each of the B*C maps of x with the flipped kernel w, with LIA's bits.
+
+    LIA's native op runs one single-channel convolution over (B*C, 1, H, W) maps: oneDNN's slowest path
+    (at 256 px a fifth of inference time). One depthwise convolution (groups = B*C) computes the same sums
+    about 5x faster in float32, and oneDNN accumulates both with the same FMAs in the same order, so the
+    bits agree; that is not promised across CPUs and kernels, so the first call of each shape runs both and
+    keeps the depthwise form only where they are equal. Autograd (training) and float64 (much slower
+    depthwise, and it rounds differently) keep the single-channel form.
+    """
+    b, c, hp, wp = x.shape
+    kh, kw = w.shape
+    n, out_hw = b * c, (hp - kh + 1, wp - kw + 1)
+
+    def single():
+        return _FIRConv.apply(x.reshape(n, 1, hp, wp), w.view(1, 1, kh, kw)).reshape(b, c, *out_hw)
+
+    if x.dtype != torch.float32 or not _inplace_ok(x):
+        return single()
+
+    def depthwise():
+        return F.conv2d(x.reshape(1, n, hp, wp), w.expand(n, 1, kh, kw).contiguous(), groups=n).view(b, c, *out_hw)
+
+    key = (x.device.type, x.dtype, n, hp, wp, tuple(w.flatten().tolist()))
+    verdict = _DEPTHWISE_IS_EXACT.get(key)
+    if verdict is None:
+        ref = single()
+        _DEPTHWISE_IS_EXACT[key] = torch.equal(depthwise(), ref)
+        return ref
+    return depthwise() if verdict else single()
+
+
 def upfirdn2d(x: torch.Tensor, kernel: torch.Tensor, up: int = 1, down: int = 1,
               pad: tuple[int, int] = (0, 0)) -> torch.Tensor:
     """Upsample by zero insertion, pad, convolve with `kernel` (FIR), downsample; per channel."""
@@ -77,19 +151,11 @@ def upfirdn2d(x: torch.Tensor, kernel: torch.Tensor, up: int = 1, down: int = 1,
     x = F.pad(x, [max(p0, 0), max(p1, 0), max(p0, 0), max(p1, 0)])
     if p0 < 0 or p1 < 0:
         x = x[:, :, max(-p0, 0): x.shape[2] - max(-p1, 0), max(-p0, 0): x.shape[3] - max(-p1, 0)]
-    # One single-channel convolution over (B*C) maps, as LIA's native op does: the grouped form
-    # rounds differently and the decoder amplifies that beyond the 1e-4 parity tolerance.
-    kh, kw = kernel.shape
-    hp, wp = x.shape[2], x.shape[3]
     w = torch.flip(kernel, [0, 1]).to(x.dtype)
     # Training: the separable shift-and-add form is several times faster on CPU and equal up to
     # float rounding; inference (and a non-separable kernel) keeps the exact convolution (parity).
     factors = _separable_factors(w) if torch.is_grad_enabled() and x.requires_grad else None
-    if factors is not None:
-        x = _fir_separable(x, *factors)
-    else:
-        x = _FIRConv.apply(x.reshape(b * c, 1, hp, wp), w.view(1, 1, kh, kw))
-        x = x.reshape(b, c, x.shape[2], x.shape[3])
+    x = _fir_separable(x, *factors) if factors is not None else _fir_exact(x, w)
     if down > 1:
         x = x[:, :, ::down, ::down]
     return x
@@ -130,7 +196,8 @@ class EqualConv2d(nn.Module):
         self.bias = nn.Parameter(torch.zeros(out_ch)) if bias else None
 
     def forward(self, x):
-        return F.conv2d(x, self.weight * self.scale, bias=self.bias, stride=self.stride, padding=self.padding)
+        weight = _weight_product(self, "weight", lambda: self.weight * self.scale, self.weight)
+        return F.conv2d(x, weight, bias=self.bias, stride=self.stride, padding=self.padding)
 
 
 class EqualLinear(nn.Module):
@@ -143,10 +210,12 @@ class EqualLinear(nn.Module):
         self.lr_mul = lr_mul
 
     def forward(self, x):
-        bias = self.bias * self.lr_mul if self.bias is not None else None
+        weight = _weight_product(self, "weight", lambda: self.weight * self.scale, self.weight)
+        bias = (_weight_product(self, "bias", lambda: self.bias * self.lr_mul, self.bias)
+                if self.bias is not None else None)
         if self.activation:
-            return fused_leaky_relu(F.linear(x, self.weight * self.scale), bias)
-        return F.linear(x, self.weight * self.scale, bias)
+            return fused_leaky_relu(F.linear(x, weight), bias)
+        return F.linear(x, weight, bias)
 
 
 class FusedLeakyReLU(nn.Module):
@@ -157,11 +226,13 @@ class FusedLeakyReLU(nn.Module):
         self.bias = nn.Parameter(torch.zeros(1, channels, 1, 1))
 
     def forward(self, x):
-        return F.leaky_relu(x + self.bias, 0.2) * SQRT2
+        return fused_leaky_relu(x, self.bias)
 
 
 class ScaledLeakyReLU(nn.Module):
     def forward(self, x):
+        if _inplace_ok(x):
+            return F.leaky_relu(x, 0.2).mul_(SQRT2)
         return F.leaky_relu(x, 0.2) * SQRT2
 
 
@@ -191,7 +262,10 @@ class ResBlock(nn.Module):
                               blur_kernel=blur_kernel)
 
     def forward(self, x):
-        return (self.conv2(self.conv1(x)) + self.skip(x)) / SQRT2
+        out = self.conv2(self.conv1(x))
+        if _inplace_ok(out):
+            return out.add_(self.skip(x)).div_(SQRT2)
+        return (out + self.skip(x)) / SQRT2
 
 
 class ModulatedConv2d(nn.Module):
@@ -214,7 +288,7 @@ class ModulatedConv2d(nn.Module):
     def forward(self, x, style):
         b, c, h, w = x.shape
         s = self.modulation(style).view(b, 1, c, 1, 1)
-        weight = self.scale * self.weight * s
+        weight = _weight_product(self, "weight", lambda: self.scale * self.weight, self.weight) * s
         if self.demodulate:
             demod = torch.rsqrt(weight.pow(2).sum([2, 3, 4]) + 1e-8)
             weight = weight * demod.view(b, self.out_ch, 1, 1, 1)
@@ -247,5 +321,7 @@ class StyledConv(nn.Module):
         self.noise = NoiseInjection()
         self.activate = FusedLeakyReLU(out_ch)
 
-    def forward(self, x, style):
-        return self.activate(self.noise(self.conv(x, style)))
+    def forward(self, x, style, noise: bool = True):
+        """`noise=False`: no noise input, as the release's generator runs (it never passes one)."""
+        out = self.conv(x, style)
+        return self.activate(self.noise(out) if noise else out)
