@@ -70,9 +70,12 @@ def aligned_crops(frames: np.ndarray, dlib68, eat_roundtrip: bool) -> AlignedCro
 
 
 def _json_array(obj) -> np.ndarray:
+    """A JSON-able record (a crop's provenance) as bytes in an array: the cache stores numeric arrays only."""
     import json
 
-    return np.frombuffer(json.dumps(obj, sort_keys=True).encode(), np.uint8)
+    from metrics.utils import to_jsonable
+
+    return np.frombuffer(json.dumps(to_jsonable(obj), sort_keys=True).encode(), np.uint8)
 
 
 def _from_json_array(arr: np.ndarray):
