@@ -20,8 +20,9 @@ measures on it. Without --data the real `Trainer` runs on an in-memory synthetic
 Each stage's line says which bounds it: the data path is `data_headroom` times faster than the step.
 
 `--project-gpu-tflops X` projects one run of the preset's iteration counts on a GPU of X dense TFLOP/s:
-FLOPs per step = the measured CPU step time x this CPU's measured fp32 matmul GFLOP/s (an upper bound:
-the CPU step runs below its matmul peak, so the projection leans long), divided by X x `--gpu-utilisation`.
+FLOPs per step = the step's CPU seconds (this process, all threads: a shared machine slows its wall clock, not
+its CPU time) x this CPU's fp32 matmul GFLOP per CPU second (an upper bound: the step runs below the matmul
+peak, so the projection leans long), divided by X x `--gpu-utilisation`.
 A projection, not a measurement: it ignores data-path stalls, kernel launch overheads and mixed precision.
 
 One process; multi-GPU speed is this figure times the data-parallel efficiency of your cluster. This is the
@@ -39,22 +40,28 @@ import tempfile
 import time
 
 
-def _stage_seconds(cfg, scfg, n: int, pool, device) -> float:
-    """Seconds the trainer's own clock gives `n` steps of this stage (data included; no checkpoint writes)."""
+def _stage_seconds(cfg, scfg, n: int, pool, device) -> tuple[float, float]:
+    """(seconds the trainer's own clock gives `n` steps of this stage (data included; no checkpoint writes),
+    CPU seconds this process spent building the trainer and taking them)."""
     from edtalk.train.engine import Trainer
 
     one = dataclasses.replace(cfg, stages=[dataclasses.replace(scfg, iterations=n)], joint_training=False,
                               log_every=10 ** 9, checkpoint_every=10 ** 9, sample_every=10 ** 9)
+    cpu = time.process_time()
     with tempfile.TemporaryDirectory() as tmp:
         tr = Trainer(one, f"{tmp}/run", pool, device=device, progress=False)
         tr.prepare_run_dir(False)
         tr.fit()
-        return float(tr.state["stage_time"][scfg.name]["seconds"])
+        return float(tr.state["stage_time"][scfg.name]["seconds"]), time.process_time() - cpu
 
 
 def measure(preset: str, variant: str, iters: int, warmup: int, device: str | None, threads: int | None,
-            pool=None, workers: int = 0) -> list[dict]:
-    """One row per stage: the full step's speed (`pool`: real clips; default an in-memory synthetic world)."""
+            pool=None, workers: int = 0, batch_size: int | None = None, stages=None) -> list[dict]:
+    """One row per stage: the full step's speed (`pool`: real clips; default an in-memory synthetic world).
+    `batch_size` measures every stage at that batch instead of the preset's (the paper preset's batch 12 at
+    256 px needs ~14 GB on CPU); the projection then takes the step as linear in the batch. `stages`: only these.
+    CPU seconds per step (this process, all threads) are recorded beside the wall clock: on a shared machine
+    they are what the step costs, whatever share of the cores it got."""
     import torch
 
     from ablations.variants import resolve_config
@@ -66,13 +73,22 @@ def measure(preset: str, variant: str, iters: int, warmup: int, device: str | No
     cfg = dataclasses.replace(resolve_config(preset, variant), num_workers=workers)
     pool = pool if pool is not None else FramePool.generate(4, 2, 8, cfg.model.size, seed=0, test_identities=0)
     rows = []
-    for full in stage_plan(cfg):  # the joint-training variant is one `joint` stage
+    for preset_stage in stage_plan(cfg):  # the joint-training variant is one `joint` stage
+        if stages and preset_stage.name not in stages:
+            continue
+        full = dataclasses.replace(preset_stage, batch_size=batch_size) if batch_size else preset_stage
+        scale = preset_stage.batch_size / full.batch_size  # seconds per preset step = measured x scale
         # Warm-up steps (allocator, oneDNN/cuDNN kernel choice) are timed separately and subtracted.
-        dt = _stage_seconds(cfg, full, warmup + iters, pool, device) - _stage_seconds(cfg, full, warmup, pool, device)
-        rows.append({"preset": preset, "stage": full.name, "batch_size": full.batch_size, "use_gan": full.use_gan,
-                     "timed_iterations": iters, "seconds_per_iteration": dt / iters,
-                     "iterations_per_second": iters / dt, "samples_per_second": iters * full.batch_size / dt,
-                     "preset_iterations": full.iterations, "projected_stage_seconds": full.iterations * dt / iters,
+        (wall_a, cpu_a), (wall_b, cpu_b) = (_stage_seconds(cfg, full, n, pool, device)
+                                            for n in (warmup + iters, warmup))
+        dt, cpu = wall_a - wall_b, cpu_a - cpu_b
+        rows.append({"preset": preset, "stage": full.name, "batch_size": preset_stage.batch_size,
+                     "measured_batch_size": full.batch_size, "use_gan": full.use_gan, "timed_iterations": iters,
+                     "measured_seconds_per_iteration": dt / iters, "seconds_per_iteration": scale * dt / iters,
+                     "cpu_seconds_per_iteration": scale * cpu / iters,
+                     "iterations_per_second": iters / dt / scale, "samples_per_second": iters * full.batch_size / dt,
+                     "preset_iterations": full.iterations,
+                     "projected_stage_seconds": full.iterations * scale * dt / iters,
                      "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024})
         print(json.dumps(rows[-1]), flush=True)
     return rows
@@ -118,37 +134,39 @@ def data_path(pool, cfg, batches: int, workers: int) -> list[dict]:
     return rows
 
 
-def matmul_gflops(threads: int | None, n: int = 2048, reps: int = 5) -> float:
-    """This CPU's fp32 matmul rate (best of `reps` n x n products) at the benchmark's thread count."""
+def matmul_gflops(threads: int | None, n: int = 2048, reps: int = 5) -> dict:
+    """This CPU's fp32 matmul rate at the benchmark's thread count: GFLOP per wall second (best of `reps`
+    n x n products) and per CPU second of this process (all of them)."""
     import torch
 
     if threads:
         torch.set_num_threads(threads)
     a, b = torch.randn(n, n), torch.randn(n, n)
     a @ b
-    best = min(_timed(lambda: a @ b) for _ in range(reps))
-    return 2 * n ** 3 / best / 1e9
-
-
-def _timed(fn) -> float:
-    t0 = time.perf_counter()
-    fn()
-    return time.perf_counter() - t0
+    walls, cpu = [], time.process_time()
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        a @ b
+        walls.append(time.perf_counter() - t0)
+    flops = 2 * n ** 3
+    return {"per_wall_second": flops / min(walls) / 1e9,
+            "per_cpu_second": flops * reps / (time.process_time() - cpu) / 1e9}
 
 
 def project_gpu(rows: list[dict], cpu_gflops: float, gpu_tflops: float, utilisation: float) -> dict:
-    """One run of the preset's iteration counts on a GPU, from the CPU step cost (module docstring)."""
+    """One run of the preset's iteration counts on a GPU, from the CPU step cost (module docstring): the step's
+    CPU seconds x GFLOP per CPU second of matmul (a shared machine slows the wall clock, not the CPU time)."""
     stages = {}
     for r in rows:
-        flops = r["seconds_per_iteration"] * cpu_gflops * 1e9
+        flops = r["cpu_seconds_per_iteration"] * cpu_gflops * 1e9
         step = flops / (gpu_tflops * 1e12 * utilisation)
         stages[r["stage"]] = {"flops_per_step_upper_bound": flops, "gpu_seconds_per_step": step,
                               "gpu_samples_per_second_needed": r["batch_size"] / step,
                               "gpu_stage_hours": r["preset_iterations"] * step / 3600}
-    return {"projection": True, "cpu_matmul_gflops": cpu_gflops, "gpu_dense_tflops": gpu_tflops,
+    return {"projection": True, "cpu_matmul_gflops_per_cpu_second": cpu_gflops, "gpu_dense_tflops": gpu_tflops,
             "gpu_utilisation": utilisation, "stages": stages,
             "gpu_run_hours": sum(s["gpu_stage_hours"] for s in stages.values()),
-            "assumptions": "FLOPs/step = CPU s/step x CPU fp32 matmul GFLOP/s (upper bound); GPU time = FLOPs / "
+            "assumptions": "FLOPs/step = CPU s/step x fp32 matmul GFLOP per CPU s (upper bound); GPU time = FLOPs / "
                            "(TFLOP/s x utilisation); no data stalls; stages 0-2 only (not the audio stage)"}
 
 
@@ -181,6 +199,9 @@ def main(argv=None) -> int:
     ap.add_argument("--mini-frames", type=int, default=25, help="frames per mini MEAD clip (default 25)")
     ap.add_argument("--cache", default=None, help="prepare into this cache (default: a fresh temporary one)")
     ap.add_argument("--workers", type=int, default=0, help="DataLoader worker processes (data path and step)")
+    ap.add_argument("--batch-size", type=int, default=None, help="measure the step at this batch and scale "
+                    "linearly to the preset's (memory: the paper preset's batch 12 needs ~14 GB on CPU)")
+    ap.add_argument("--stages", default=None, help="comma-separated stage names to time (default: all)")
     ap.add_argument("--data-batches", type=int, default=20, help="batches timed per stage for the data path")
     ap.add_argument("--project-gpu-tflops", type=float, default=None, metavar="X",
                     help="project one run on a GPU of X dense TFLOP/s (e.g. 156: an A100's TF32 tensor-core rate)")
@@ -208,11 +229,14 @@ def _run(a) -> int:
     cfg = resolve_config(a.preset, a.variant)
     # The matmul rate is measured before and after the steps and averaged: on a shared machine the load moves
     # both, and FLOPs = step time x rate holds when both see the same load.
-    gflops_before = matmul_gflops(a.threads) if a.project_gpu_tflops else None
+    rate_before = matmul_gflops(a.threads) if a.project_gpu_tflops else None
+    if rate_before:
+        print(json.dumps({"phase": "matmul_fp32", "gflops": rate_before}), flush=True)
     if a.data is not None:
         pool, extra["prepare"] = prepare_real(a.data, a.dataset, cfg.model.size, a.lists, a.limit_clips, a.cache)
         extra["data_path"] = data_path(pool, cfg, a.data_batches, a.workers)
-    rows = measure(a.preset, a.variant, a.iters, a.warmup, a.device, a.threads, pool=pool, workers=a.workers)
+    rows = measure(a.preset, a.variant, a.iters, a.warmup, a.device, a.threads, pool=pool, workers=a.workers,
+                   batch_size=a.batch_size, stages=a.stages.split(",") if a.stages else None)
     for r in rows:
         fed = next((d["samples_per_second"] for d in extra.get("data_path", []) if d["stage"] == r["stage"]), None)
         if fed is not None:
@@ -224,9 +248,10 @@ def _run(a) -> int:
                **({"per_stage_data_headroom": {r["stage"]: r["data_headroom"] for r in rows if "data_headroom" in r}}
                   if pool is not None else {}), **extra}
     if a.project_gpu_tflops:
-        rates = (gflops_before, matmul_gflops(a.threads))
-        summary["gpu_projection"] = {**project_gpu(rows, sum(rates) / 2, a.project_gpu_tflops, a.gpu_utilisation),
-                                     "cpu_matmul_gflops_before_after": rates}
+        rates = (rate_before, matmul_gflops(a.threads))
+        per_cpu = sum(r["per_cpu_second"] for r in rates) / 2
+        summary["gpu_projection"] = {**project_gpu(rows, per_cpu, a.project_gpu_tflops, a.gpu_utilisation),
+                                     "cpu_matmul_before_after": rates}
     print(json.dumps({"summary": summary}))
     return 0
 
