@@ -170,7 +170,10 @@ class EDTalkRenderer:
         self.model, self.mouth_from_audio = model, mouth_from_audio
         self.device = resolve_device(device)
         self.setting, self.batch, self.schedule = setting, int(batch), expression_schedule
-        # one frame at a time is faster than batches on CPU (and bit-identical to the release's procedure)
+        # CPU: one frame at a time, the release's bits (python -m edtalk.perf.release_side_by_side: max abs diff
+        # 0). Batches (exact=False) round differently, which the decoder amplifies to whole grey levels, and take
+        # twice the memory; measured side by side they were slower on a quiet 2-core host (issue 17) and faster
+        # only under heavy load (2x at load 17), so exactness decides on CPU and batches run on GPUs.
         self.exact = self.device.type == "cpu" if exact is None else bool(exact)
         self.size = model.cfg.size
         self.describe = {

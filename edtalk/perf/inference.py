@@ -8,7 +8,8 @@ and `three-drivers` (three different clips). Each mode runs in its own process s
 (max RSS) is per mode. Modes: `release-per-frame` (the reference), `ours-exact` (default
 `edtalk animate`: same bits as the reference) and `ours-batched` (`exact=False`). Prints one JSON
 line per (scenario, mode) and a summary with speed-ups and max abs differences; exits non-zero if
-`ours-exact` differs from the reference by more than 1e-4.
+`ours-exact` differs from the reference by more than 1e-4. `release-per-frame` is our model run as the
+release's demo runs it; `python -m edtalk.perf.release_side_by_side` runs the release's own code.
 """
 from __future__ import annotations
 

@@ -112,3 +112,11 @@ def test_depthwise_fir_is_kept_only_where_it_gives_the_single_channel_bits(monke
         assert torch.equal(ops._fir_exact(x, w), single)
         ops._fir_exact(x.double(), w.double())
     assert len(table) == 1  # float64 never tries the depthwise form
+
+
+def test_side_by_side_benchmark_says_what_release_dir_must_hold(tmp_path):
+    from edtalk.perf.release_side_by_side import main
+    from metrics.errors import InputError
+
+    with pytest.raises(InputError, match="networks/generator.py.*--release-dir"):
+        main(["--release-dir", str(tmp_path)])
