@@ -85,6 +85,9 @@ def train_run(cfg: TrainConfig, out_dir, data_dir=None, stages="all", *, resume:
     out.mkdir(parents=True, exist_ok=True)
     pool, test_pool = pools if pools is not None else load_pools(cfg, data_dir, real)
     if real is not None and "report" in real:
+        from edtalk.train.real_data import check_same_data
+
+        check_same_data(out, real["report"])  # before data.json is rewritten: a resume must see the same clips
         _log_real_data(out, real["report"])
     trainer = Trainer(cfg, out, pool, device=device, progress=progress, build=build)
     trainer.prepare_run_dir(resume=resume or (only is not None and (out / "checkpoints" / "last.pt").exists()),
