@@ -9,9 +9,11 @@ the model, the evaluators, the disentanglement tuples) and, with `--held-out`, t
 world's decoded-frame cache and oneDNN's kernel choice are paid as in a real run), interleaved
 before/after so a load change on a shared machine hits both. Paths:
 - after: the code as it is (encodings reused by content: `EncodingMemo`; the FIR blur through the
-  depthwise kernel where it gives the single-channel kernel's bits: `edtalk.model.ops._fir_exact`);
-- before: the same code with both switched off (a memo that keeps nothing, the single-channel FIR conv
-  everywhere), i.e. every driver and source encoded each time through the slow exact kernel.
+  depthwise kernel where it gives the single-channel kernel's bits: `edtalk.model.ops._fir_exact`; scaled
+  weights computed once: `edtalk.model.ops.reuse_weight_products`);
+- before: the same code with these switched off (a memo that keeps nothing, the single-channel FIR conv
+  everywhere, weight products recomputed per layer call), i.e. every driver and source encoded each time
+  through the slow exact kernel.
 Prints one JSON line per measurement (seconds per phase, load average), then a summary with the speed-up
 and the largest difference between the paths' scores (results.json, disentanglement.json, eval.json),
 which must be 0.
@@ -19,6 +21,7 @@ which must be 0.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import subprocess
@@ -49,6 +52,7 @@ def _use_plain_path() -> None:
         return memo(model, device, max_coefficients=0, max_sources=0)
 
     evaluate.EncodingMemo = edtalk.method.EncodingMemo = keeps_nothing
+    evaluate.reuse_weight_products = lambda cache=None: contextlib.nullcontext()
     ops._DEPTHWISE_IS_EXACT = _NeverExact()
 
 

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from benchmarks.media import frames_to_tensor, tensor_to_frames
+from edtalk.model.ops import reuse_weight_products
 from edtalk.train.data import FramePool
 from edtalk.train.stages import drive
 from metrics.functional.image import psnr_per_frame
@@ -44,6 +45,7 @@ class EncodingMemo:
 
         self.model, self.device = model, device
         self.hits = self.misses = 0
+        self.weight_products: dict = {}  # scaled weights and biases, computed once (edtalk.model.ops)
         self._stores = {"coefficients": (OrderedDict(), int(max_coefficients)),
                         "source": (OrderedDict(), int(max_sources))}
 
@@ -88,7 +90,7 @@ def drive_frames(model, source: np.ndarray, mouth_frames, pose_frames, exp_frame
     when not given, so frames shared by several drivers are encoded once)."""
     devices = [device] if torch.device(device).type == "cuda" else []
     memo = memo if memo is not None else EncodingMemo(model, device)
-    with torch.random.fork_rng(devices=devices):
+    with torch.random.fork_rng(devices=devices), reuse_weight_products(memo.weight_products):
         torch.manual_seed(noise_seed)
         return _drive_frames_seeded(model, source, mouth_frames, pose_frames, exp_frames, batch, memo)
 
