@@ -6,6 +6,7 @@ Per run directory (besides the training files of `edtalk.train`):
                                                       `edtalk train --stage audio --dataset`; resumable)
     generated-<setting>/<case>.mp4 + generate.json   `edtalk generate --run RUN --setting S` (resumable)
     results.json (+ .rows.jsonl, .features/)          `edtalk evaluate --videos generated-<setting>` (resumable)
+and OUT/gt-cache/: the ground truth's crops and evaluator outputs, computed once for every run.
 results.json's `method` is the videos folder's, plus the run's variant, seed and run directory, so a report
 labels its row by variant (`edtalk report SWEEP` gives the Table-1 layout, one row per run).
 
@@ -152,7 +153,9 @@ def generate_and_score(spec, progress: bool = False) -> dict:
     results = evaluate_protocol(spec.protocol, out, videos=videos, data=spec.data, lists=real.lists,
                                 metrics=list(real.metrics) if real.metrics else None, progress=progress,
                                 real_options={"verify_weights": real.verify_weights,
-                                              "fid_resamples": real.fid_resamples})
+                                              "fid_resamples": real.fid_resamples,
+                                              # the GT's crops and evaluator outputs, shared by every run
+                                              "gt_cache": Path(spec.root) / "gt-cache"})
     generated = json.loads((videos / "generate.json").read_text()).get("method", {})
     results["method"] = {**results["method"], "variant": spec.variant, "seed": spec.seed,
                          "run_dir": str(run_dir.resolve()), "generated": generated}

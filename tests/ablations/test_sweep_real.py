@@ -106,7 +106,8 @@ def test_real_sweep_trains_generates_scores_and_reports_every_run(fake_real, tmp
     assert all(g["setting"] == "audio" and g["lists"] == str(lists.resolve()) and g["match"]
                for g in calls["generate"])
     assert calls["evaluate"][0]["metrics"] == CLIP_METRICS.split(",")
-    assert calls["evaluate"][0]["options"] == {"verify_weights": False, "fid_resamples": 5}
+    assert calls["evaluate"][0]["options"] == {"verify_weights": False, "fid_resamples": 5,
+                                               "gt_cache": out / "gt-cache"}
     assert calls["prepare"] == 1  # the training clips are prepared once, before the runs
     results = sorted(out.glob("runs/*/results.json"))
     methods = [json.loads(p.read_text())["method"] for p in results]
