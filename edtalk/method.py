@@ -13,7 +13,7 @@ import numpy as np
 
 from benchmarks.protocols import api as protocols
 from benchmarks.protocols.engine import Case
-from edtalk.train.evaluate import drive_frames
+from edtalk.train.evaluate import EncodingMemo, drive_frames
 from edtalk.trained import load_trained_model
 from metrics.errors import InputError
 
@@ -33,6 +33,8 @@ class TrainedModelMethod:
         self.describe = {"kind": "edtalk-run", "run_dir": str(Path(run_dir).resolve()), "seed": seed,
                          "variant": ck.get("variant"), "name": ck.get("variant") or Path(run_dir).name}
         self._by_name = {c.name: c for c in world.clips(None)}
+        # Frames seen again (a driver reused across the disentanglement swaps, a source) are not re-encoded.
+        self.memo = EncodingMemo(self.model, self.device)
 
     def __call__(self, case: Case) -> np.ndarray:
         frames = self.world.frames(self._by_name[case.name])
@@ -40,7 +42,7 @@ class TrainedModelMethod:
 
     def generate(self, source, mouth, pose, expression) -> np.ndarray:
         n = min(len(mouth), len(pose), len(expression))
-        return drive_frames(self.model, source, mouth[:n], pose[:n], expression[:n], self.device)
+        return drive_frames(self.model, source, mouth[:n], pose[:n], expression[:n], self.device, memo=self.memo)
 
 
 def score_run(protocol: str, out, run_dir, *, device=None, **options) -> dict:

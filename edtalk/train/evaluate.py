@@ -68,7 +68,10 @@ class EncodingMemo:
     def coefficients(self, frames: np.ndarray) -> dict:
         """The motion coefficients of a batch of uint8 driving frames."""
         def compute():
-            x = frames_to_tensor(np.asarray(frames)).to(self.device)
+            # Contiguous NCHW, as training's collated batches are: the memory layout picks oneDNN's conv
+            # kernels, and a permuted (channels-last) view moved some no-orthogonality frames by one grey
+            # level (held-out cross-driving r by up to 3e-3) against the check as it was before issue 20.
+            x = frames_to_tensor(np.asarray(frames)).contiguous().to(self.device)
             return self.model.coefficients(self.model.encode(x)[0])
         return self._get("coefficients", frames, compute)
 
@@ -76,7 +79,8 @@ class EncodingMemo:
         """(latent, features) of the source frame encoded at batch size n: encoding one copy and expanding
         it is not bit-identical on CPU (oneDNN picks other kernels for batch 1), so n copies it stays."""
         def compute():
-            return self.model.encode(frames_to_tensor(source[None]).to(self.device).expand(n, -1, -1, -1))
+            x = frames_to_tensor(source[None]).contiguous().to(self.device)
+            return self.model.encode(x.expand(n, -1, -1, -1))
         return self._get("source", source, compute, n)
 
 
