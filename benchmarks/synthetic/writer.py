@@ -83,6 +83,9 @@ def synthesize_world(out, preset: str | Preset = "smoke", seed: int = 0, size: i
         import json
 
         old = json.loads(meta_path.read_text())
+        if old.get("generator") != meta["generator"]:
+            raise InputError(f"{root} was written by {old.get('generator')}, not {meta['generator']} "
+                             f"(its videos may not be reproducible); delete it or choose another --out, and rebuild")
         if {k: old.get(k) for k in meta} != meta:
             raise InputError(f"{root} holds a different world ({old.get('preset')}, seed {old.get('seed')}, size "
                              f"{old.get('size')}); choose another --out")

@@ -122,3 +122,13 @@ def test_cli_unknown_preset_is_one_line(tmp_path, capsys):
     assert main(["data", "synth", "--preset", "smok", "--out", str(tmp_path / "w")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "did you mean 'smoke'" in err[0]
+
+
+def test_a_world_of_an_older_generator_is_refused_with_what_to_do(tmp_path):
+    import json
+
+    root = tmp_path / "old"
+    root.mkdir()
+    (root / "world.json").write_text(json.dumps({"generator": "synthetic-world@1", "preset": "smoke", "seed": 0}))
+    with pytest.raises(InputError, match="written by synthetic-world@1.*rebuild"):
+        synthesize_world(root, TINY, seed=0)
