@@ -304,12 +304,19 @@ class ModulatedConv2d(nn.Module):
 
 
 class NoiseInjection(nn.Module):
+    # Under DDP this process holds the rows rank::world_size of the global batch, and every rank's RNG has the
+    # same seed: each draws the whole global batch's noise, in the order one process would, and keeps its rows,
+    # so the ranks together inject what one process with the global batch would (the trainer sets these).
+    rank, world_size = 0, 1
+
     def __init__(self):
         super().__init__()
         self.weight = nn.Parameter(torch.zeros(1))
 
     def forward(self, x):
-        noise = x.new_empty(x.shape[0], 1, x.shape[2], x.shape[3]).normal_()
+        noise = x.new_empty(x.shape[0] * self.world_size, 1, x.shape[2], x.shape[3]).normal_()
+        if self.world_size > 1:
+            noise = noise[self.rank::self.world_size]
         return x + self.weight * noise
 
 

@@ -26,10 +26,11 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from edtalk.model.ops import NoiseInjection
 from edtalk.train import stages as S
 from edtalk.train.config import ALL_GROUPS, StageConfig, TrainConfig
 from edtalk.train.data import FramePool, PairDataset, ResumableDistributedSampler, epoch_length
-from edtalk.train.losses import PerceptualLoss, d_logistic
+from edtalk.train.losses import BatchShare, PerceptualLoss, d_logistic
 from edtalk.train.model_init import build_models
 from edtalk.train.runtime import CsvLog, init_distributed, rng_state, save_grid, seed_everything, set_rng_state
 from metrics.errors import CheckpointMismatchError, InputError, UserError
@@ -102,6 +103,10 @@ class Trainer:
         self.model, self.disc, self.model_cfg = (build or build_models)(cfg, pool.size)
         self.model.to(self.device)
         self.disc.to(self.device)
+        for module in self.model.modules():
+            if isinstance(module, NoiseInjection):
+                # The sampler (DistributedSampler) gives rank r the rows r::world_size of each global batch.
+                module.rank, module.world_size = self.dist.rank, self.dist.world_size
         self.perceptual = None
         if cfg.losses.perceptual and cfg.losses.perceptual_net != "none":
             self.perceptual = PerceptualLoss(cfg.losses.perceptual_net, cfg.losses.perceptual_scales,
@@ -255,7 +260,7 @@ class Trainer:
     def run_stage(self, idx: int, scfg: StageConfig) -> None:
         from tqdm import tqdm
 
-        stage = S.build_stage(scfg, self.cfg, self.perceptual)
+        stage = S.build_stage(scfg, self.cfg, self.perceptual, BatchShare(self.dist.world_size))
         params_g = S.set_trainable(self.model, stage.trainable)
         if not params_g:
             # e.g. stage 2 with the expression bank, head and EEM all switched off: nothing to learn.
@@ -287,6 +292,7 @@ class Trainer:
                     raise KeyboardInterrupt  # simulated kill (tests)
                 t0 = time.perf_counter()
                 values, grid = self._step(next(batches), gnet, dnet, (opt_g, opt_d), base_lrs, scfg, use_d)
+                values = self._global_values(values)
                 self.state["step"] += 1
                 self.state["global_step"] += 1
                 self.state["last_losses"] = values
@@ -353,6 +359,16 @@ class Trainer:
             opt_d.step()
             values["d_loss"] = float(d_loss.detach())
         return values, grid
+
+    def _global_values(self, values: dict[str, float]) -> dict[str, float]:
+        """The loss values of the global batch: under DDP the mean over the ranks of their values (each term is
+        a rank's share of the global term, see losses.BatchShare), i.e. what one process with the global batch
+        logs."""
+        if not self.dist.enabled:
+            return values
+        stacked = torch.tensor(list(values.values()), dtype=torch.float64, device=self.device)
+        torch.distributed.all_reduce(stacked)
+        return dict(zip(values, (stacked / self.dist.world_size).tolist(), strict=True))
 
     def _record_step(self, scfg: StageConfig, values, grid, bar, log, tb, opt_g, opt_d) -> None:
         """Progress bar, logs, sample grids and the periodic checkpoint after a step."""

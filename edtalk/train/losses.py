@@ -44,10 +44,41 @@ def find_vgg19_weights() -> Path | None:
     return p if p.is_file() else None
 
 
-def masked_l1(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Mean absolute error over the pixels where `mask` (B,1,H,W, 0/1) is set; 0 where a mask is empty."""
+class BatchShare:
+    """This process's share of the global batch, for the loss terms that are not means over samples.
+
+    DistributedDataParallel averages gradients over the ranks, which equals one process with the global batch
+    only for means over samples. A term summed over samples (L_fea) is scaled by the world size, so the
+    average of the ranks' gradients is the global sum's; a mean over pixels whose count varies per sample (the
+    mouth-box L1) divides by the count over the global batch (all-reduced) and is scaled likewise. The average
+    of the ranks' values of every term is then one process's value. World size 1 changes nothing (the
+    single-process numbers stay bit-identical)."""
+
+    def __init__(self, world_size: int = 1):
+        self.world_size = int(world_size)
+
+    def summed(self, term: torch.Tensor) -> torch.Tensor:
+        """A term summed over this rank's samples, weighted as its part of the global batch's sum."""
+        return term * self.world_size if self.world_size > 1 else term
+
+    def global_count(self, count: torch.Tensor) -> torch.Tensor:
+        """`count` (a local sum that carries no gradient) summed over every rank."""
+        if self.world_size == 1:
+            return count
+        total = count.detach().clone()
+        torch.distributed.all_reduce(total)
+        return total
+
+
+ONE_PROCESS = BatchShare()
+
+
+def masked_l1(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor,
+              share: BatchShare = ONE_PROCESS) -> torch.Tensor:
+    """Mean absolute error over the pixels where `mask` (B,1,H,W, 0/1) is set, over the global batch (`share`);
+    0 where every mask is empty."""
     err = (pred - target).abs().mean(1, keepdim=True) * mask
-    return err.sum() / mask.sum().clamp_min(1.0)
+    return share.summed(err.sum()) / share.global_count(mask.sum()).clamp_min(1.0)
 
 
 class _VGGTrunk(nn.Module):
@@ -156,10 +187,11 @@ def d_logistic(real_logits, fake_logits):
     return F.softplus(-real_logits).mean() + F.softplus(fake_logits).mean()
 
 
-def feature_cosine(d_cross, d_self):
-    """L_fea = Σ_batch exp(−cos(d_cross, d_self)) (paper.md §2.2, summed over the batch as the code does).
+def feature_cosine(d_cross, d_self, share: BatchShare = ONE_PROCESS):
+    """L_fea = Σ_batch exp(−cos(d_cross, d_self)) (paper.md §2.2, summed over the batch as the code does; over
+    the global batch under DDP, see BatchShare).
 
     Pulls the direction extracted from the mouth-swapped frame towards the one from the real frame.
     """
     cos = F.cosine_similarity(d_cross.flatten(1), d_self.flatten(1), dim=1, eps=1e-8)
-    return torch.exp(-cos).sum()
+    return share.summed(torch.exp(-cos).sum())

@@ -97,9 +97,11 @@ class Stage:
     use_expression = False
 
     def __init__(self, name: str, trainable: tuple[str, ...], losses, perceptual: nn.Module | None,
-                 cross_reconstruction: bool = True, feature_loss: bool = True, use_gan: bool = True):
+                 cross_reconstruction: bool = True, feature_loss: bool = True, use_gan: bool = True,
+                 share: L.BatchShare = L.ONE_PROCESS):
         self.name, self.trainable, self.w = name, tuple(trainable), losses
         self.perceptual = perceptual
+        self.share = share  # this rank's part of the global batch (DDP), for the terms that are not sample means
         self.cross_reconstruction, self.feature_loss, self.use_gan = cross_reconstruction, feature_loss, use_gan
 
     def _rec(self, prefix: str, pred, target, scale: float = 1.0, mouth=None) -> dict[str, torch.Tensor]:
@@ -107,7 +109,7 @@ class Stage:
         if self.w.l1:
             terms[prefix + "l1"] = scale * self.w.l1 * L.l1(pred, target)
         if self.w.mouth and mouth is not None:
-            terms[prefix + "mouth"] = scale * self.w.mouth * L.masked_l1(pred, target, mouth)
+            terms[prefix + "mouth"] = scale * self.w.mouth * L.masked_l1(pred, target, mouth, self.share)
         if self.w.perceptual and self.perceptual is not None:
             terms[prefix + "perceptual"] = scale * self.w.perceptual * self.perceptual(pred, target)
         return terms
@@ -167,10 +169,11 @@ class MouthPoseStage(Stage):
         if self.feature_loss and self.w.feature:
             da, db = directions(model, ca), directions(model, cb)
             dab, dba = directions(model, c_ab), directions(model, c_ba)
-            terms["fea_mouth"] = self.w.feature * (L.feature_cosine(dba["mouth"], da["mouth"])
-                                                   + L.feature_cosine(dab["mouth"], db["mouth"]))
-            terms["fea_pose"] = self.w.feature * (L.feature_cosine(dab["pose"], da["pose"])
-                                                  + L.feature_cosine(dba["pose"], db["pose"]))
+            fea = L.feature_cosine
+            terms["fea_mouth"] = self.w.feature * (fea(dba["mouth"], da["mouth"], self.share)
+                                                   + fea(dab["mouth"], db["mouth"], self.share))
+            terms["fea_pose"] = self.w.feature * (fea(dab["pose"], da["pose"], self.share)
+                                                  + fea(dba["pose"], db["pose"], self.share))
         if self.use_gan and self.w.gan and disc is not None:
             terms["gan_g"] = self.w.gan * L.g_nonsaturating(disc(torch.cat(fakes_g)))
         real = torch.cat([batch["a"], batch["b"]])
@@ -187,8 +190,8 @@ STAGE_CLASSES = {"autoencoder": AutoencoderStage, "mouth_pose": MouthPoseStage, 
                  "joint": JointStage}
 
 
-def build_stage(stage_cfg, train_cfg, perceptual) -> Stage:
+def build_stage(stage_cfg, train_cfg, perceptual, share: L.BatchShare = L.ONE_PROCESS) -> Stage:
     cls = STAGE_CLASSES[stage_cfg.name]
     return cls(stage_cfg.name, stage_cfg.trainable, train_cfg.losses, perceptual,
                cross_reconstruction=train_cfg.cross_reconstruction, feature_loss=train_cfg.feature_loss,
-               use_gan=stage_cfg.use_gan)
+               use_gan=stage_cfg.use_gan, share=share)
