@@ -24,10 +24,10 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 
 
-def tiny_cfg(iters=4, variant="full", **extra):
+def tiny_cfg(iters=4, variant="full", batch=2, **extra):
     cfg = resolve_config("smoke", variant, seed=3)
     return apply_overrides(cfg, {
-        "stages": [dict(name=s.name, iterations=iters, batch_size=2, trainable=s.trainable,
+        "stages": [dict(name=s.name, iterations=iters, batch_size=batch, trainable=s.trainable,
                         lr_schedule=s.lr_schedule) for s in cfg.stages],
         "checkpoint_every": 2, "log_every": 1, "sample_every": 2, "losses": {"perceptual": 0.0}, **extra})
 
@@ -166,8 +166,10 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_two_process_gloo_ddp_ranks_agree(tmp_path):
-    """torchrun-style launch (RANK/WORLD_SIZE env) of two CPU processes on gloo."""
+def test_two_process_gloo_ddp_equals_one_process_with_the_global_batch(tmp_path):
+    """torchrun-style launch (RANK/WORLD_SIZE env) of two CPU processes on gloo, 2 samples each, beside one
+    process with 4: the same logged losses (L_fea and the mouth-box L1, not means over samples, included) and
+    the same weights after every stage."""
     script = textwrap.dedent(f"""
         import os, sys, json
         sys.path[:0] = [{str(ROOT)!r}, {str(HERE)!r}]
@@ -176,18 +178,24 @@ def test_two_process_gloo_ddp_ranks_agree(tmp_path):
         from test_train_engine import tiny_cfg
         from train_fakes import fake_build, tiny_pool
         from edtalk.train.engine import Trainer
-        tr = Trainer(tiny_cfg(iters=3), {str(tmp_path / 'ddp')!r}, tiny_pool(), progress=False, build=fake_build)
+        world = int(os.environ.get("WORLD_SIZE", "1"))
+        tr = Trainer(tiny_cfg(iters=3, batch=4 // world), sys.argv[1], tiny_pool(), progress=False,
+                     build=fake_build)
+        assert tr.cfg.losses.mouth and tr.cfg.losses.feature and tr.cfg.feature_loss
         tr.prepare_run_dir(resume=False)
         tr.fit()
-        torch.distributed.destroy_process_group()
+        if world > 1:
+            torch.distributed.destroy_process_group()
     """)
+    base = {**os.environ, "OMP_NUM_THREADS": "1", "EDTALK_DEVICE": "cpu"}
+    for key in ("RANK", "LOCAL_RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT"):
+        base.pop(key, None)
     port = _free_port()
-    procs = []
-    for rank in range(2):
-        env = {**os.environ, "RANK": str(rank), "LOCAL_RANK": str(rank), "WORLD_SIZE": "2",
-               "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "OMP_NUM_THREADS": "1", "EDTALK_DEVICE": "cpu"}
-        procs.append(subprocess.Popen([sys.executable, "-c", script], env=env, stdout=subprocess.PIPE,
-                                      stderr=subprocess.STDOUT))
+    launches = [(tmp_path / "one", base)] + [
+        (tmp_path / "ddp", {**base, "RANK": str(rank), "LOCAL_RANK": str(rank), "WORLD_SIZE": "2",
+                            "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)}) for rank in range(2)]
+    procs = [subprocess.Popen([sys.executable, "-c", script, str(out)], env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT) for out, env in launches]
     outs = [p.communicate(timeout=240)[0].decode() for p in procs]
     assert all(p.returncode == 0 for p in procs), outs
     summary = json.loads((tmp_path / "ddp" / "summary.json").read_text())
@@ -198,6 +206,20 @@ def test_two_process_gloo_ddp_ranks_agree(tmp_path):
     # It trained: the final weights differ from the (seeded, identical) initial ones.
     fresh = Trainer(tiny_cfg(iters=3), tmp_path / "fresh", tiny_pool(), progress=False, build=fake_build)
     assert summary["checksum"] != param_checksum(fresh.model)
+    for stage in ("autoencoder", "mouth_pose", "expression"):
+        one, two = (list(csv.DictReader(open(tmp_path / run / "logs" / f"{stage}.csv"))) for run in ("one", "ddp"))
+        assert len(one) == len(two) == 3 and one[0].keys() == two[0].keys()
+        assert "rec_mouth" in one[0] and (stage != "mouth_pose" or {"fea_mouth", "fea_pose"} <= set(one[0]))
+        for row_one, row_two in zip(one, two, strict=True):
+            for term, value in row_one.items():
+                # The logs keep 6 significant digits: both sides rounded, so 2e-5 relative.
+                assert float(row_two[term]) == pytest.approx(float(value), rel=2e-5, abs=1e-6), (stage, term)
+        weights = [torch.load(tmp_path / run / "checkpoints" / f"{stage}.pt", weights_only=False)["model"]
+                   for run in ("one", "ddp")]
+        for key, value in weights[0].items():
+            # Adam divides by the gradient's scale, so float-rounding differences of near-zero gradients reach
+            # ~1e-5; a term weighted differently moves weights by up to the lr (1.6e-3).
+            torch.testing.assert_close(weights[1][key], value, rtol=1e-4, atol=1e-5, msg=(stage, key))
 
 
 def _terms(variant):
