@@ -105,11 +105,20 @@ def _batch_coefficients(model: EDTalk, drivers: dict, given: dict, own: dict, st
             x = x if x.shape[0] == 1 else x[start:stop]
             key = _same_frames_key(drivers[f])  # one encoding per distinct driver clip
             if key not in encoded:
-                encoded[key] = _per_frame(lambda y: model.coefficients(model.encode(y)[0]), x.to(dev), exact)
+                encoded[key] = _encode_driver(model, x.to(dev), exact)
             coeffs[f] = encoded[key][f].expand(b, -1)
         else:
             coeffs[f] = own[f].expand(b, -1)
     return coeffs
+
+
+def _encode_driver(model: EDTalk, x: torch.Tensor, exact: bool) -> dict[str, torch.Tensor]:
+    """Coefficients of driver frames. `exact`: the release's bits; the encoder's convolutions run as one batch
+    where that gives each frame's own bits (checked per shape), the heads (whose batched matmuls round
+    differently) one frame at a time."""
+    if not exact:
+        return model.coefficients(model.encode(x)[0])
+    return _per_frame(model.coefficients, model.encode_latents_frame_exact(x), exact)
 
 
 def _same_frames_key(x: torch.Tensor) -> tuple:
