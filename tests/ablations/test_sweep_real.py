@@ -204,7 +204,7 @@ def test_tiny_mead_sweep_reaches_its_report_with_every_real_metric(tmp_path, mon
         assert set(REAL_METRICS) <= set(res["aggregates"]), path
         missing = [m for m in REAL_METRICS if res["aggregates"][m]["mean"] is None and m not in ("fid", "fid_eat")]
         assert not missing, (path, missing)
-        assert res["method"]["generated"]["setting"] == "video"
+        assert res["method"]["generated"]["setting"] == "audio"  # EDTalk-A: the paper's ablations are audio-driven
     capsys.readouterr()
     assert main(["report", str(out), "--html", "--out", str(tmp_path / "report")]) == 0
     html = (tmp_path / "report" / "table1.html").read_text()
