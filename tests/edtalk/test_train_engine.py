@@ -19,6 +19,7 @@ from ablations.variants import resolve_config
 from edtalk.train.config import apply_overrides
 from edtalk.train.engine import Trainer, TrainingDiverged, param_checksum
 from metrics.errors import CheckpointMismatchError, UserError
+from metrics.utils import safe_torch_load
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
@@ -214,7 +215,7 @@ def test_two_process_gloo_ddp_equals_one_process_with_the_global_batch(tmp_path)
             for term, value in row_one.items():
                 # The logs keep 6 significant digits: both sides rounded, so 2e-5 relative.
                 assert float(row_two[term]) == pytest.approx(float(value), rel=2e-5, abs=1e-6), (stage, term)
-        weights = [torch.load(tmp_path / run / "checkpoints" / f"{stage}.pt", weights_only=False)["model"]
+        weights = [safe_torch_load(tmp_path / run / "checkpoints" / f"{stage}.pt")["model"]
                    for run in ("one", "ddp")]
         for key, value in weights[0].items():
             # Adam divides by the gradient's scale, so float-rounding differences of near-zero gradients reach

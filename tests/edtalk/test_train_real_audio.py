@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from edtalk.cli import main
+from metrics.utils import safe_torch_load
 
 TRAIN = ("M003#neutral#level_1#001", "M003#angry#level_3#001", "M030#neutral#level_1#001", "M030#happy#level_2#002")
 TEST = ("W009#sad#level_2#003",)
@@ -68,7 +69,7 @@ def test_audio_stage_trains_on_real_clips_and_records_what_it_used(mead, tmp_pat
     assert all(np.isfinite(results[k]) for k in ("mouth_jaw_r", "pose_nll_per_frame", "expression_mse_test"))
     assert "landmark estimate, not a measured head pose" in results["ground_truth"]["pose_deg"]
     for part in ("mouth", "pose", "expression"):  # --max-steps 2 capped each part
-        progress = torch.load(run / "audio" / f"progress_{part}.pt", weights_only=False)
+        progress = safe_torch_load(run / "audio" / f"progress_{part}.pt")
         assert progress["iteration"] == 2 and progress["done"], part
     data = json.loads((run / "audio" / "data.json").read_text())
     assert data["audio_stage"]["records"] == {"train": 4, "test": 1} and data["audio_stage"]["skipped"] == {}

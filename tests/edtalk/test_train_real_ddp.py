@@ -13,6 +13,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from metrics.utils import safe_torch_load
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 TRAIN = ("M003#neutral#level_1#001", "M003#angry#level_3#001", "M030#neutral#level_1#001", "M030#happy#level_2#002")
@@ -123,7 +125,7 @@ def test_two_gloo_ranks_give_the_loss_curve_of_one_process_with_the_same_global_
     summary = json.loads((tmp_path / "two" / "summary.json").read_text())
     assert summary["rank_checksums"][0] == summary["rank_checksums"][1]
     assert json.loads((tmp_path / "two" / "config.json").read_text())["world_size"] == 2
-    weights = [torch.load(tmp_path / run / "checkpoints" / "last.pt", weights_only=False)["model"]
+    weights = [safe_torch_load(tmp_path / run / "checkpoints" / "last.pt")["model"]
                for run in ("one", "two")]
     # Adam divides each gradient by its running scale, so where a gradient is near zero the float-rounding
     # difference of summing over one batch or over two ranks moves a weight by a few 1e-5 (9 of 1.2M elements
