@@ -19,8 +19,9 @@ def register(subparsers) -> None:
                    "and the protocol, variants and seeds used when those are not given")
     p.add_argument("--protocol", default=None, help="default: the preset's (smoke: synthetic-smoke)")
     p.add_argument("--variants", default=None,
-                   help="comma-separated variant names, 'paper' (the paper's ablations) or 'all'; default: the "
-                        "preset's (smoke: full,no-orthogonality,no-eem; standard: paper)")
+                   help="comma-separated variant names and sets: 'paper' (the paper's ablation table), 'extended' "
+                        "(the switches it reports no number for) or 'all'; default: the preset's (smoke: "
+                        "full,no-orthogonality,no-eem; study: paper with full x2)")
     p.add_argument("--seeds", type=int, default=None, help="default: the preset's (smoke 1, standard 3)")
     p.add_argument("--data", required=True, help="synthetic world directory, or the MEAD/HDTF root for a real "
                    "protocol (raw square clips or `edtalk data crop`'s tree)")
