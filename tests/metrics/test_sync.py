@@ -10,55 +10,41 @@ from metrics.functional.sync import lse
 from metrics.sync import LipSyncError, SyncNet, load_syncnet
 
 
-@pytest.fixture(scope="module")
-def weights(tmp_path_factory):
-    from metrics.standin import syncnet_state_dict
-
-    path = tmp_path_factory.mktemp("syncnet") / "syncnet_v2.model"
-    torch.save(syncnet_state_dict(4), path)  # the seed-4 weights syncnet_python scored lse_seed4.npz with
-    return path
-
-
-@pytest.fixture(scope="module")
-def clips(parity_dir):
-    return dict(np.load(parity_dir / "lse_seed4.npz"))
-
-
 @pytest.mark.parametrize("k", [0, 1, 2])
-def test_matches_syncnet_python(weights, clips, k):
-    conf, dist, offset = clips[f"clip{k}_expected"]
-    r = lse(clips[f"clip{k}_frames"], clips[f"clip{k}_audio"], weights=weights)
+def test_matches_syncnet_python(syncnet_seed4, lse_seed4, k):
+    conf, dist, offset = lse_seed4[f"clip{k}_expected"]
+    r = lse(lse_seed4[f"clip{k}_frames"], lse_seed4[f"clip{k}_audio"], weights=syncnet_seed4)
     assert r["offset"] == int(offset)
     assert abs(r["lse_d"] - dist) / dist < 1e-5
     assert abs(r["lse_c"] - conf) < 0.01
 
 
-def test_streaming_metric_averages_clips(weights, clips):
-    m = LipSyncError(weights=weights)
+def test_streaming_metric_averages_clips(syncnet_seed4, lse_seed4):
+    m = LipSyncError(weights=syncnet_seed4)
     for k in range(2):
-        m.update(clips[f"clip{k}_frames"], clips[f"clip{k}_audio"])
+        m.update(lse_seed4[f"clip{k}_frames"], lse_seed4[f"clip{k}_audio"])
     out = m.compute()
     assert out["clips"] == 2
-    assert out["lse_c"] == pytest.approx(np.mean([clips[f"clip{k}_expected"][0] for k in range(2)]), abs=0.01)
+    assert out["lse_c"] == pytest.approx(np.mean([lse_seed4[f"clip{k}_expected"][0] for k in range(2)]), abs=0.01)
 
 
-def test_float_audio_equals_int16(weights, clips):
-    a = clips["clip0_audio"]
-    r_int = lse(clips["clip0_frames"], a, weights=weights)
-    r_float = lse(clips["clip0_frames"], a.astype(np.float32) / 32768.0, weights=weights)
+def test_float_audio_equals_int16(syncnet_seed4, lse_seed4):
+    a = lse_seed4["clip0_audio"]
+    r_int = lse(lse_seed4["clip0_frames"], a, weights=syncnet_seed4)
+    r_float = lse(lse_seed4["clip0_frames"], a.astype(np.float32) / 32768.0, weights=syncnet_seed4)
     assert r_int["offset"] == r_float["offset"] and r_float["lse_d"] == pytest.approx(r_int["lse_d"], rel=1e-5)
 
 
-def test_bad_inputs(weights, clips, tmp_path):
-    f, a = clips["clip0_frames"], clips["clip0_audio"]
+def test_bad_inputs(syncnet_seed4, lse_seed4, tmp_path):
+    f, a = lse_seed4["clip0_frames"], lse_seed4["clip0_audio"]
     with pytest.raises(InputError, match="224, 224, 3"):
-        lse(f[:, :112], a, weights=weights)
+        lse(f[:, :112], a, weights=syncnet_seed4)
     with pytest.raises(InputError, match="16 kHz"):
-        lse(f, a, sample_rate=22050, weights=weights)
+        lse(f, a, sample_rate=22050, weights=syncnet_seed4)
     with pytest.raises(InputError, match="too short"):
-        lse(f[:3], a, weights=weights)
+        lse(f[:3], a, weights=syncnet_seed4)
     with pytest.raises(InputError, match="mono"):
-        lse(f, np.stack([a, a], 1), weights=weights)
+        lse(f, np.stack([a, a], 1), weights=syncnet_seed4)
     with pytest.raises(MissingWeightsError, match="syncnet_v2.model"):
         lse(f, a, weights=tmp_path / "nope.model")
     torch.save({"wrong.weight": torch.zeros(1)}, tmp_path / "wrong.model")

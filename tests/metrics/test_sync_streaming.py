@@ -11,20 +11,6 @@ from metrics.errors import InputError
 from metrics.sync import _Clip, lse_from_distances, sync_distances, sync_distances_many
 
 
-@pytest.fixture(scope="module")
-def weights(tmp_path_factory):
-    from metrics.standin import syncnet_state_dict
-
-    path = tmp_path_factory.mktemp("syncnet") / "syncnet_v2.model"
-    torch.save(syncnet_state_dict(4), path)  # the seed-4 weights syncnet_python scored lse_seed4.npz with
-    return path
-
-
-@pytest.fixture(scope="module")
-def clips(parity_dir):
-    return dict(np.load(parity_dir / "lse_seed4.npz"))
-
-
 def _assert_matches(result: dict, expected) -> None:
     conf, dist, offset = expected
     assert result["offset"] == int(offset)
@@ -32,17 +18,17 @@ def _assert_matches(result: dict, expected) -> None:
     assert abs(result["lse_c"] - conf) < 0.01
 
 
-def test_chunked_and_batched_across_clips_match_syncnet_python(weights, clips):
+def test_chunked_and_batched_across_clips_match_syncnet_python(syncnet_seed4, lse_seed4):
     from metrics.sync import load_syncnet
 
-    model = load_syncnet(weights)
-    pairs = [(clips[f"clip{k}_frames"], clips[f"clip{k}_audio"]) for k in range(2)]
+    model = load_syncnet(syncnet_seed4)
+    pairs = [(lse_seed4[f"clip{k}_frames"], lse_seed4[f"clip{k}_audio"]) for k in range(2)]
     # 35 + 45 windows in batches of 16: each clip spans several chunks, whose offsets need audio embeddings
     # from the chunks either side, and the third batch ends clip 0 and starts clip 1
     results = [lse_from_distances(d) for d in sync_distances_many(model, iter(pairs), batch_size=16, prefetch=2)]
     assert len(results) == 2
     for k, r in enumerate(results):
-        _assert_matches(r, clips[f"clip{k}_expected"])
+        _assert_matches(r, lse_seed4[f"clip{k}_expected"])
 
 
 class _LinearSync(nn.Module):
@@ -104,7 +90,7 @@ def test_audio_embeddings_are_a_rolling_window():
     assert max(held) <= 10 + 2 * 15  # one batch and its offsets, however long the clip
 
 
-def test_bad_clip_read_ahead_raises_in_order(weights, clips):
+def test_bad_clip_read_ahead_raises_in_order(syncnet_seed4, lse_seed4):
     model = _LinearSync(8)
     rng = np.random.default_rng(3)
     good = (rng.integers(0, 256, (30, 8, 8, 3), dtype=np.uint8), rng.normal(0, 3000, 30 * 640).astype(np.int16))
