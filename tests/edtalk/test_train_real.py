@@ -7,25 +7,19 @@ import shutil
 
 import numpy as np
 import pytest
+from real_mead import TEST, TRAIN, build_mead
 from train_fakes import fake_build
 
 from edtalk.cli import main
 from metrics.errors import InputError
 
-TRAIN = ("M003#neutral#level_1#001", "M003#angry#level_3#001", "M030#neutral#level_1#001", "M030#happy#level_2#002")
-TEST = ("W009#sad#level_2#003",)
 N_FRAMES = 8
 SMOKE_SIZE = 64  # the smoke preset's model size: the cache holds frames at this size
 
 
 @pytest.fixture(scope="module")
 def mead(tmp_path_factory):
-    from benchmarks.datasets.mini_mead import build_mini_mead, write_lists
-
-    root = tmp_path_factory.mktemp("mini-mead")
-    built = build_mini_mead(root / "MEAD", TRAIN + TEST, n_frames=N_FRAMES, size=128, lists_dir=root / "lists")
-    write_lists(root / "lists", TEST, TRAIN)  # the mini speakers are official test speakers: a list of our own
-    return built
+    return build_mead(tmp_path_factory.mktemp("mini-mead"), n_frames=N_FRAMES, size=128)
 
 
 def _lists(path, train, test):

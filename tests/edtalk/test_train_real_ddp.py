@@ -12,13 +12,13 @@ from pathlib import Path
 
 import pytest
 import torch
+from real_mead import build_mead
 
 from metrics.utils import safe_torch_load
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
-TRAIN = ("M003#neutral#level_1#001", "M003#angry#level_3#001", "M030#neutral#level_1#001", "M030#happy#level_2#002")
-TEST = ("W009#sad#level_2#003",)
+
 SIZE = 32
 GLOBAL_BATCH = 8  # 4 per rank: the discriminator's minibatch-stddev groups (4) then hold the same samples
 STEPS = 2
@@ -75,12 +75,10 @@ SCRIPT = textwrap.dedent("""
 
 @pytest.fixture(scope="module")
 def mead(tmp_path_factory):
-    from benchmarks.datasets.mini_mead import build_mini_mead, write_lists
     from edtalk.train.real_data import load_real_pools
 
     root = tmp_path_factory.mktemp("mini-mead-ddp")
-    built = build_mini_mead(root / "MEAD", TRAIN + TEST, n_frames=8, size=128, lists_dir=root / "lists")
-    write_lists(root / "lists", TEST, TRAIN)
+    built = build_mead(root, n_frames=8, size=128)
     load_real_pools(built["root"], "mead", SIZE, built["lists"], cache_dir=root / "cache")  # prepared once
     return {**built, "cache": root / "cache"}
 

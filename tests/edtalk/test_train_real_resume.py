@@ -5,22 +5,18 @@ from __future__ import annotations
 import json
 
 import pytest
+from real_mead import TRAIN, build_mead
 from train_fakes import fake_build
 
 from edtalk.cli import main
 
-TRAIN = ("M003#neutral#level_1#001", "M003#angry#level_3#001", "M030#neutral#level_1#001", "M030#happy#level_2#002")
 TEST = ("W009#sad#level_2#003", "W009#neutral#level_1#001")
 
 
 @pytest.fixture(scope="module")
 def mead(tmp_path_factory):
-    from benchmarks.datasets.mini_mead import build_mini_mead, write_lists
-
     root = tmp_path_factory.mktemp("mini-mead-resume")
-    built = build_mini_mead(root / "MEAD", TRAIN + TEST, n_frames=6, size=64, lists_dir=root / "lists")
-    write_lists(root / "lists", TEST, TRAIN)  # the mini speakers are official test speakers: a list of our own
-    return {**built, "cache": root / "cache"}
+    return {**build_mead(root, n_frames=6, size=64, test=TEST), "cache": root / "cache"}
 
 
 def _cfg():
