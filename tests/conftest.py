@@ -35,6 +35,25 @@ def official_standins(tmp_path_factory):
     return build
 
 
+@pytest.fixture(scope="session")
+def fid_inception_state():
+    """State dict of pytorch-fid's Inception architecture, seeded and He-initialised so pool3 features are O(1)
+    (a seeded-uniform stand-in gives features too small for a meaningful Frechet distance)."""
+    import torch
+    from torch import nn
+
+    from metrics.inception import FIDInceptionV3
+
+    torch.manual_seed(0)
+    model = FIDInceptionV3()
+    for mod in model.modules():
+        if isinstance(mod, nn.Conv2d):
+            nn.init.kaiming_normal_(mod.weight, nonlinearity="relu")
+        elif isinstance(mod, nn.BatchNorm2d):
+            nn.init.normal_(mod.bias, 0.0, 0.05)
+    return model.state_dict()
+
+
 @pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(0)

@@ -5,28 +5,20 @@ import warnings
 import numpy as np
 import pytest
 import torch
-from torch import nn
 
 from metrics.errors import CheckpointMismatchError, InputError, MissingWeightsError
 from metrics.fid import FrechetInceptionDistance
 from metrics.functional.fid import frechet_inception_distance, inception_features
-from metrics.inception import FIDInceptionV3, load_fid_inception
+from metrics.inception import load_fid_inception
 
 FILENAME = "pt_inception-2015-12-05-6726825d.pth"
 
 
 @pytest.fixture(scope="module")
-def weights(tmp_path_factory):
-    """Seeded stand-in of the exact architecture; He-initialised convs so pool3 features are O(1)."""
-    torch.manual_seed(0)
-    m = FIDInceptionV3()
-    for mod in m.modules():
-        if isinstance(mod, nn.Conv2d):
-            nn.init.kaiming_normal_(mod.weight, nonlinearity="relu")
-        elif isinstance(mod, nn.BatchNorm2d):
-            nn.init.normal_(mod.bias, 0.0, 0.05)
+def weights(tmp_path_factory, fid_inception_state):
+    """The seeded, He-initialised stand-in of the exact architecture (tests/conftest.py)."""
     path = tmp_path_factory.mktemp("fid_weights") / FILENAME
-    torch.save(m.state_dict(), path)
+    torch.save(fid_inception_state, path)
     return path
 
 

@@ -67,24 +67,14 @@ def test_reference_aggregation_pools_frames_and_averages_videos(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def fid_weights(tmp_path_factory):
-    """He-initialised FID Inception (pool3 features O(1)) under pytorch-fid's file name in a torch hub cache."""
+def fid_weights(tmp_path_factory, fid_inception_state):
+    """The He-initialised FID Inception under pytorch-fid's file name in a torch hub cache."""
     import torch
-    from torch import nn
 
-    from metrics.inception import FIDInceptionV3
-
-    torch.manual_seed(0)
-    model = FIDInceptionV3()
-    for mod in model.modules():
-        if isinstance(mod, nn.Conv2d):
-            nn.init.kaiming_normal_(mod.weight, nonlinearity="relu")
-        elif isinstance(mod, nn.BatchNorm2d):
-            nn.init.normal_(mod.bias, 0.0, 0.05)
     home = tmp_path_factory.mktemp("torch_home")
     path = home / "hub" / "checkpoints" / "pt_inception-2015-12-05-6726825d.pth"
     path.parent.mkdir(parents=True)
-    torch.save(model.state_dict(), path)
+    torch.save(fid_inception_state, path)
     return home, path
 
 
