@@ -8,8 +8,12 @@ Layout of a sweep directory:
     DIR/sweep.json                    the sweep's definition (protocol, preset, variants, seeds, data)
     DIR/runs/<variant>-s<seed>-<hash>/  one run directory per (variant, seed, config hash):
         train files (config.json, checkpoints/, model.pt, logs/, samples/ …, see edtalk.train),
-        results.json (+ .rows.jsonl while evaluating), confusion.json, disentanglement.json,
+        results.json (+ .rows.jsonl while evaluating), confusion.json, disentanglement.json: EDTalk-V,
+        audio/ + results-audio.json, confusion-audio.json: EDTalk-A (the audio stage trained on the world with
+            the run's model as targets, then scored with mouth from speech), when the sweep's settings have audio,
         status.json   {"state": "done"|"failed", "error": …} written last, atomically.
+Which settings a synthetic run scores is the preset's sweep row ("settings") or `edtalk sweep --setting`; they are
+part of the run's config hash, so a sweep resumed with other settings never mixes runs.
 A re-run skips runs whose status is done, resumes the others from their checkpoints (training) and
 row files (evaluation). Results are collected from the run directories, never from the launching
 process, so a sweep killed at any point loses at most the step in flight.
@@ -25,10 +29,34 @@ import traceback
 from dataclasses import dataclass
 from pathlib import Path
 
-from ablations.real_sweep import RealOptions
+from ablations.real_sweep import SETTINGS, RealOptions
 from ablations.variants import PAPER_ABLATIONS  # noqa: F401  (the variant sets live in variants.py)
 from metrics.errors import InputError, UserError
 from metrics.utils import atomic_write_json
+
+DEFAULT_SYNTHETIC_SETTINGS = ("video",)  # a preset row without "settings"
+# The audio-stage parts whose targets come from heads that the stages a variant shares with full fix (mouth and
+# pose heads, stages 0-1) and that render through no part stage 2 trains (the mouth's reconstruction decodes
+# without expression): a variant sharing stages 0-1 can take full's audio stage when it trains only these.
+AUDIO_PARTS_FIXED_BY_STAGE_1 = ("mouth", "pose")
+
+
+def parse_settings(value) -> tuple[str, ...]:
+    """`--setting`: audio, video, both, or a comma list; returned in the canonical order (audio first)."""
+    items = value.split(",") if isinstance(value, str) else list(value)
+    names = [str(i).strip() for i in items if str(i).strip()]
+    names = list(SETTINGS) if names == ["both"] else names
+    bad = [n for n in names if n not in SETTINGS]
+    if bad or not names:
+        raise InputError(f"--setting must be audio, video, both or a comma list of them, not {value!r}")
+    return tuple(s for s in SETTINGS if s in names)
+
+
+def preset_settings(preset: str) -> tuple[str, ...]:
+    """The settings a synthetic sweep of `preset` scores by default (its sweep row)."""
+    from edtalk.presets import get_preset
+
+    return parse_settings((get_preset(preset).sweep or {}).get("settings", DEFAULT_SYNTHETIC_SETTINGS))
 
 
 @dataclass(frozen=True)
@@ -43,11 +71,33 @@ class RunSpec:
     shared: tuple[str, ...] = ()
     max_steps: int | None = None  # every stage cut to at most this many steps (dry runs)
     real: RealOptions | None = None  # a real protocol's data and scoring options; None on the synthetic world
+    # What a synthetic run scores: "video" (EDTalk-V, results.json), "audio" (EDTalk-A, results-audio.json).
+    settings: tuple[str, ...] = DEFAULT_SYNTHETIC_SETTINGS
 
     def train_config(self):
         from ablations.variants import resolve_config
 
         return resolve_config(self.preset, self.variant, self.seed, max_steps=self.max_steps)
+
+    def audio_config(self):
+        """A synthetic run's audio-stage config (the preset's, targets from the run's own model, each part capped
+        by max_steps as on real runs), or None when it does not score the audio setting."""
+        if self.real is not None or "audio" not in self.settings:
+            return None
+        from edtalk.presets import audio_stage_preset
+        from edtalk.train.audio_real import _capped
+
+        return _capped(dataclasses.replace(audio_stage_preset(self.preset), targets="model"), self.max_steps)
+
+    @property
+    def shares_audio(self) -> bool:
+        """Whether this run takes full's audio stage (see AUDIO_PARTS_FIXED_BY_STAGE_1 and
+        Variant.shares_audio_with_full); tests/ablations/test_sweep_audio.py checks the computation is full's."""
+        from ablations.variants import get_variant
+
+        audio = self.audio_config()
+        return bool(audio is not None and self.shared and get_variant(self.variant).shares_audio_with_full
+                    and set(audio.parts) <= set(AUDIO_PARTS_FIXED_BY_STAGE_1))
 
     @property
     def config_hash(self) -> str:
@@ -59,8 +109,15 @@ class RunSpec:
             audio = audio_config(self)
             if audio is not None:
                 what["audio"] = audio.to_dict()
+        elif self.settings != DEFAULT_SYNTHETIC_SETTINGS:  # video-only runs keep the hashes they always had
+            what["settings"] = list(self.settings)
+            audio = self.audio_config()
+            if audio is not None:
+                what["audio"] = audio.to_dict()
         if self.shared:
             what["shared_with_full"] = {"stages": list(self.shared), "full": self.parent.config_hash}
+            if self.shares_audio:
+                what["shared_with_full"]["audio"] = True
         blob = json.dumps(what, sort_keys=True, default=str)
         return hashlib.sha256(blob.encode()).hexdigest()[:8]
 
@@ -75,6 +132,13 @@ class RunSpec:
     def parent_checkpoint(self) -> Path | None:
         """full's end-of-stage checkpoint this run starts from (after its last shared stage)."""
         return self.parent.run_dir / "checkpoints" / f"{self.shared[-1]}.pt" if self.shared else None
+
+    def parent_ready(self) -> bool:
+        """Whether full's run has left what this run takes from it (its checkpoint, and its audio stage)."""
+        if not self.shared:
+            return True
+        audio_done = not self.shares_audio or (self.parent.run_dir / "audio" / "results.json").is_file()
+        return self.parent_checkpoint.exists() and audio_done
 
     @property
     def key(self) -> str:
@@ -119,9 +183,13 @@ def run_one(spec: RunSpec, threads: int | None = None, progress: bool = False) -
             train_run(spec.train_config(), run_dir, data_dir=spec.data, resume=resume, progress=progress,
                       real=spec.real.train_options() if spec.real else None, **kw)
         if spec.real is None:
-            from edtalk.method import score_run
+            from edtalk.method import SETTING_RESULTS, score_run
 
-            score_run(spec.protocol, run_dir / "results.json", run_dir, data=spec.data, progress=progress)
+            for setting in spec.settings:
+                if setting == "audio":
+                    train_audio(spec, progress)
+                score_run(spec.protocol, run_dir / SETTING_RESULTS[setting], run_dir, data=spec.data,
+                          progress=progress, setting=setting)
         else:
             from ablations.real_sweep import generate_and_score
 
@@ -132,6 +200,36 @@ def run_one(spec: RunSpec, threads: int | None = None, progress: bool = False) -
                   "traceback": traceback.format_exc(limit=8)}
     atomic_write_json(run_dir / "status.json", status)
     return status
+
+
+def train_audio(spec: RunSpec, progress: bool = False) -> None:
+    """EDTalk-A's audio stage of a synthetic run into RUN/audio/ (the preset's audio row, targets from the run's
+    model), as `edtalk train --stage audio` trains it; skipped when RUN/audio/results.json (written last) is there,
+    resumed when RUN/audio/config.json is. A run that shares it (`spec.shares_audio`) copies full's instead."""
+    import shutil
+
+    from edtalk.train.audio_stage import load_trained_generator, train_audio_stage
+
+    audio = spec.run_dir / "audio"
+    if (audio / "results.json").is_file():
+        return
+    if spec.shares_audio:
+        theirs = spec.parent.run_dir / "audio"
+        if not (theirs / "results.json").is_file():
+            raise UserError(f"{spec.key} takes {spec.parent.key}'s audio stage, which is not finished "
+                            f"({_status(spec.parent.run_dir).get('error', 'not trained yet')}); re-run the sweep "
+                            "once full has trained")
+        audio.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(audio / "shared.json", {"from": str(theirs.resolve()), "why": "the audio stage reads "
+                          "only what the shared stages trained (ablations.sweep.AUDIO_PARTS_FIXED_BY_STAGE_1)"})
+        for name in ("config.json", "audio2motion.pt", "results.json"):  # results.json last: the stage is done
+            shutil.copyfile(theirs / name, audio / f".{name}.partial")
+            os.replace(audio / f".{name}.partial", audio / name)
+        return
+    if progress:
+        print(f"sweep: {spec.key}: training the audio stage (EDTalk-A)")
+    train_audio_stage(spec.run_dir, data_dir=spec.data, preset=spec.preset, seed=spec.seed, cfg=spec.audio_config(),
+                      model=load_trained_generator(spec.run_dir), resume=(audio / "config.json").is_file())
 
 
 def _ray_run(address: str, specs: list[RunSpec], threads: int, fail_fast: bool, worker=None) -> list[dict]:
@@ -158,13 +256,16 @@ def _ray_run(address: str, specs: list[RunSpec], threads: int, fail_fast: bool, 
 
 def run_sweep(protocol: str, variants, seeds: int, out, data, preset: str = "smoke", *, jobs: int | None = None,
               keep_going: bool = True, ray_address: str | None = None, progress: bool = True,
-              share_stages: bool = True, max_steps: int | None = None, real: dict | None = None) -> dict:
+              share_stages: bool = True, max_steps: int | None = None, real: dict | None = None,
+              settings=None) -> dict:
     """Train + evaluate every variant × seed into `out`; returns {"runs": [...], "failed": [...]}.
 
     With `share_stages` and `full` among the variants, a variant whose switches act only in later
     stages (`Variant.shares_with_full`) starts from full's checkpoint after those stages, same seed.
     `max_steps` cuts every stage (dry runs). `real`: a real protocol's options (`ablations.real_sweep.
-    real_options`: dataset, lists, limit_clips, setting, metrics, verify_weights, fid_resamples, cache)."""
+    real_options`: dataset, lists, limit_clips, setting, metrics, verify_weights, fid_resamples, cache).
+    `settings` (`parse_settings`: audio, video, both or a comma list; default the preset's row): what a synthetic
+    run scores; a real protocol generates one setting (`real["setting"]` when given both ways)."""
     from ablations.real_sweep import check_data, prepare, real_options
     from ablations.variants import expand_variants, resolve_config, sweep_plan
     from benchmarks.protocols.registry import get_protocol
@@ -175,6 +276,7 @@ def run_sweep(protocol: str, variants, seeds: int, out, data, preset: str = "smo
         raise InputError(f"--seeds must be at least 1, got {seeds}")
     check_data(proto, data)
     size = resolve_config(preset, max_steps=max_steps).model.size  # also checks max_steps
+    real, synthetic_settings = _route_settings(proto, preset, settings, real)
     if proto.data == "synthetic":
         flags = {"verify_weights": "unverified-weights"}
         given = [flags.get(k, k.replace("_", "-")) for k, v in (real or {}).items() if v is not None]
@@ -189,7 +291,8 @@ def run_sweep(protocol: str, variants, seeds: int, out, data, preset: str = "smo
     definition = {"schema": "edtalk-bench/sweep@1", "protocol": proto.to_dict()["id"], "preset": preset,
                   "variants": variants, "seeds": int(seeds), "data": str(Path(data).resolve()),
                   "share_stages": bool(share_stages), "max_steps": max_steps,
-                  "real": dataclasses.asdict(real_opts) if real_opts else None}
+                  "real": dataclasses.asdict(real_opts) if real_opts else None,
+                  "settings": list(synthetic_settings) if real_opts is None else [real_opts.setting]}
     share = bool(share_stages) and "full" in variants
     old = out / "sweep.json"
     if old.exists():
@@ -211,6 +314,8 @@ def run_sweep(protocol: str, variants, seeds: int, out, data, preset: str = "smo
         if (get_preset(preset).sweep or {}).get("ground_truth"):  # the ceiling row (reports.claims)
             score_ground_truth(proto.name, out / "ground-truth" / "results.json", data=data, progress=progress)
     extra = {"max_steps": max_steps, "real": real_opts}
+    if real_opts is None:
+        extra["settings"] = synthetic_settings
     specs = [make_spec(v, s, preset, proto.name, str(Path(data).resolve()), str(out), share, **extra)
              for v, s in sweep_plan(variants, seeds, preset)]
     _set_aside_superseded(out, preset, proto.name, str(Path(data).resolve()), share, **extra)
@@ -218,16 +323,28 @@ def run_sweep(protocol: str, variants, seeds: int, out, data, preset: str = "smo
     if todo and real_opts is not None:
         prepare(proto, data, real_opts, size, progress)
     # Runs that take stages from full's run go after it (a second wave), unless it is done already.
-    first = [s for s in todo if not s.shared or s.parent_checkpoint.exists()]
+    first = [s for s in todo if s.parent_ready()]
     waves = [w for w in (first, [s for s in todo if s not in first]) if w]
     for wave in waves:
         _run_wave(wave, len(specs), len(todo), jobs, keep_going, ray_address, progress)
     return collect_sweep(out)
 
 
+def _route_settings(proto, preset: str, settings, real: dict | None) -> tuple[dict, tuple[str, ...]]:
+    """(the real options with --setting in them, the settings a synthetic run scores)."""
+    real = dict(real or {})
+    if settings is not None and proto.data != "synthetic":
+        chosen = parse_settings(settings)
+        if len(chosen) != 1:
+            raise InputError(f"--setting {settings}: a real protocol generates one setting per sweep (audio or "
+                             "video); run a second sweep into another --out for the other")
+        real["setting"] = chosen[0]
+    return real, preset_settings(preset) if settings is None else parse_settings(settings)
+
+
 def make_spec(variant: str, seed: int, preset: str, protocol: str, data: str, root: str, share: bool,
               **extra) -> RunSpec:
-    """`extra`: RunSpec's max_steps and real."""
+    """`extra`: RunSpec's max_steps, real and settings."""
     from ablations.variants import get_variant
 
     shared = get_variant(variant).shares_with_full if share and variant != "full" else ()

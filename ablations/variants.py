@@ -51,9 +51,18 @@ class Variant:
     # this variant from full's checkpoint after them (paired comparison, and those stages run once);
     # tests/ablations/test_shared_stages.py checks each claim against the computation.
     shares_with_full: tuple[str, ...] = ()
+    # Whether the audio stage (mouth and pose predictors only: ablations.sweep.AUDIO_PARTS_FIXED_BY_STAGE_1) is
+    # full's too: its targets come from the mouth/pose heads the shared stages 0-1 fixed, and its reconstruction
+    # renders without expression, through weights stage 2 does not train, with the same banks (same shapes, so
+    # the same QR). Not for no-expression-bank: its QR runs over a narrower matrix (equal only to ~1e-7).
+    # tests/ablations/test_sweep_audio.py checks it against the computation.
+    shares_audio_with_full: bool = False
 
     def __post_init__(self):
         validate_overrides(self.overrides, where=f"variant {self.name!r}")
+        if self.shares_audio_with_full and self.shares_with_full[:2] != ("autoencoder", "mouth_pose"):
+            raise InputError(f"variant {self.name!r} can share full's audio stage only if it shares the stages "
+                             "that train the mouth and pose heads (autoencoder, mouth_pose)")
 
 
 _METRICS = ("psnr", "ssim", "m_lmd", "f_lmd", "fid", "sync_conf", "acc_emo")
@@ -79,7 +88,8 @@ VARIANTS: dict[str, Variant] = {v.name: v for v in [
             {"model": {"mouth_bank": "direct", "pose_bank": "direct", "expression_bank": "direct"}},
             _paper(psnr=20.302)),
     Variant("no-eem", "no Emotion Enhancement Module: expression reaches the image only through the latent",
-            {"model": {"eem": False}}, _paper(acc_emo=49.37), shares_with_full=("autoencoder", "mouth_pose")),
+            {"model": {"eem": False}}, _paper(acc_emo=49.37), shares_with_full=("autoencoder", "mouth_pose"),
+            shares_audio_with_full=True),
     Variant("no-cross-reconstruction",
             "stage 1 without the mouth-swap cross-reconstruction losses (self-reconstruction only)",
             {"cross_reconstruction": False}, _paper(), shares_with_full=("autoencoder",)),

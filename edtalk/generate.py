@@ -40,7 +40,7 @@ from metrics.errors import InputError, UserError
 
 __all__ = ["SETTINGS", "BASELINES", "EXPRESSION_SCHEDULES", "GENERATE_SCHEMA", "expression_indices",
            "release_smoothing", "select_cases", "EDTalkRenderer", "CopySourceRenderer", "official_renderer",
-           "run_renderer", "audio2lip_mouth", "generate_test_set"]
+           "run_renderer", "run_mouth_from_audio", "speech_mel_windows", "audio2lip_mouth", "generate_test_set"]
 
 SETTINGS = ("audio", "video")
 BASELINES = ("copy-source",)
@@ -225,7 +225,6 @@ class EDTalkRenderer:
 
         from benchmarks.media import tensor_to_frames
         from edtalk.animate import animate_chunks
-        from edtalk.audio_features import mel_windows, melspectrogram
 
         clip = self._to_model_input(gt_frames)
         n = len(clip)
@@ -234,8 +233,7 @@ class EDTalkRenderer:
         if self.model.cfg.expression:
             kw["expression_coeffs"] = coeffs["expression"][torch.from_numpy(expression_indices(n, n, self.schedule))]
         if self.setting == "audio":
-            windows = torch.from_numpy(mel_windows(melspectrogram(speech), n))[:, None].to(self.device)
-            kw["mouth_coeffs"] = self.mouth_from_audio(windows)
+            kw["mouth_coeffs"] = self.mouth_from_audio(speech_mel_windows(speech, n, self.device))
         else:
             kw["mouth_coeffs"] = coeffs["mouth"]
         source = clip[:1].to(self.device)  # benchmarks.protocols.generation.source_frame: the first GT frame
@@ -245,6 +243,28 @@ class EDTalkRenderer:
                 batch = F.interpolate(batch, size=(side, side), mode="bilinear", align_corners=False,
                                       antialias=side < self.size)
             yield tensor_to_frames(batch)
+
+
+def speech_mel_windows(speech: np.ndarray, n: int, device=None):
+    """(n, 1, 80, 16) mel windows of 16 kHz speech, one per 25-fps frame: what `mouth_from_audio` reads."""
+    import torch
+
+    from edtalk.audio_features import mel_windows, melspectrogram
+
+    return torch.from_numpy(mel_windows(melspectrogram(speech), n))[:, None].to(device)
+
+
+def run_mouth_from_audio(run, device=None):
+    """A run's EDTalk-A lip weights: RUN/audio/audio2motion.pt's mouth predictor on the mel windows, smoothed as
+    the release does (`predict_mouth(smooth=True)`). Returns (mouth_from_audio, the checkpoint's path)."""
+    from edtalk.model.audio2motion import Audio2Motion
+
+    a2m_file = Path(run) / "audio" / "audio2motion.pt"
+    if not a2m_file.is_file():
+        raise InputError(f"--setting audio needs the run's audio-to-lip model {a2m_file}; train it "
+                         "(`edtalk train --stage audio`) or use --setting video")
+    a2m = Audio2Motion.load(a2m_file, map_location=device).to(device).eval()
+    return (lambda windows: a2m.predict_mouth(windows[:, 0], smooth=True)), a2m_file
 
 
 def audio2lip_mouth(a2l):
@@ -291,15 +311,8 @@ def run_renderer(run, setting: str, *, device=None, **options) -> EDTalkRenderer
     files = {model_file.name: sha256_file(model_file)}
     mouth = None
     if setting == "audio":
-        from edtalk.model.audio2motion import Audio2Motion
-
-        a2m_file = model_file.parent / "audio" / "audio2motion.pt"
-        if not a2m_file.is_file():
-            raise InputError(f"--setting audio needs the run's audio-to-lip model {a2m_file}; train it "
-                             "(`edtalk train --stage audio`) or use --setting video")
-        a2m = Audio2Motion.load(a2m_file, map_location=device).to(device).eval()
+        mouth, a2m_file = run_mouth_from_audio(model_file.parent, device)
         files["audio/audio2motion.pt"] = sha256_file(a2m_file)
-        mouth = lambda windows: a2m.predict_mouth(windows[:, 0], smooth=True)  # noqa: E731
     describe = {"kind": "edtalk-run", "name": f"{model_file.parent.name}-{setting}", "checkpoints": files,
                 "run_dir": str(model_file.parent.resolve())}
     return EDTalkRenderer(model, setting, mouth_from_audio=mouth, describe=describe, device=device, **options)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 def register(subparsers) -> None:
     p = subparsers.add_parser("evaluate", help="score a run or generated videos under a protocol")
-    p.add_argument("--protocol", required=True, help="synthetic-smoke | synthetic-standard | mead-edtalk | hdtf-edtalk")
+    p.add_argument("--protocol", required=True,
+                   help="synthetic-smoke | synthetic-study | synthetic-standard | mead-edtalk | hdtf-edtalk")
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--run", help="run directory of `edtalk train` (its model.pt is evaluated)")
     src.add_argument("--videos", help="folder of generated videos, one <case>.mp4 per test clip")
@@ -23,6 +24,11 @@ def register(subparsers) -> None:
     cache.add_argument("--gt-cache", metavar="DIR", help="real data: keep the ground truth's crops and evaluator "
                        "outputs here for the next method's evaluation (default: gt-cache beside the --out folder)")
     cache.add_argument("--no-gt-cache", action="store_true", help="real data: recompute the ground-truth side")
+    p.add_argument("--setting", choices=("video", "audio"), default=None,
+                   help="with --run on a synthetic protocol: video (EDTalk-V, the default: mouth, pose and expression "
+                        "from the clip's frames) or audio (EDTalk-A: mouth from the clip's speech through the run's "
+                        "RUN/audio/audio2motion.pt, from `edtalk train --stage audio`; per-clip metrics only). "
+                        "The sweep writes them to RUN/results.json and RUN/results-audio.json")
     p.add_argument("--device", default=None)
     p.add_argument("--no-disentanglement", action="store_true", help="skip the cross-driving leakage study")
     p.set_defaults(func=run)
@@ -31,14 +37,18 @@ def register(subparsers) -> None:
 def run(args) -> int:
     from benchmarks.protocols.api import evaluate_protocol
     from edtalk.method import score_run
+    from metrics.errors import UserError
 
     options = {"data": args.data, "metrics": args.metrics.split(",") if args.metrics else None,
                "device": args.device, "disentanglement": not args.no_disentanglement, "lists": args.lists}
     real = {"eat_roundtrip": args.eat_roundtrip, "verify_weights": not args.unverified_weights,
             "fid_resamples": args.fid_resamples, "gt_cache": None if args.no_gt_cache else (args.gt_cache or "auto")}
     if args.run:
-        res = score_run(args.protocol, args.out, args.run, **options)
+        res = score_run(args.protocol, args.out, args.run, setting=args.setting or "video", **options)
     else:
+        if args.setting:
+            raise UserError("--setting applies to --run (the run's model is driven in that setting); videos are "
+                            "scored as they were generated (`edtalk generate --setting`)")
         res = evaluate_protocol(args.protocol, args.out, videos=args.videos, real_options=real, **options)
     reference = res.get("reference_aggregates", {})
     for name, a in res["aggregates"].items():

@@ -37,16 +37,18 @@ def register(subparsers) -> None:
                         "they could take from full's run (no-eem, no-expression-bank: stages 0-1; "
                         "no-cross-reconstruction, no-feature-loss: stage 0)")
     p.add_argument("--max-steps", type=int, default=None, help="cap every training stage at N steps (dry run)")
+    p.add_argument("--setting", default=None, metavar="audio|video|both",
+                   help="what each run is scored in: audio (EDTalk-A, the paper's ablation setting: each run also "
+                        "trains the audio stage; mouth from speech), video (EDTalk-V: mouth from the clip's frames), "
+                        "or both (synthetic protocols: results-audio.json and results.json per run). Default: the "
+                        "preset's row (study: both; smoke, standard: video) on the synthetic world, audio on "
+                        "mead-edtalk/hdtf-edtalk (one setting per sweep there). Part of each run's config hash")
     real = p.add_argument_group("real protocols (mead-edtalk, hdtf-edtalk)")
     real.add_argument("--dataset", choices=("mead", "hdtf"), default=None, help="default: the protocol's")
     real.add_argument("--lists", default=None, metavar="DIR", help="folder with train.json/test.json overriding the "
                       "bundled official lists (training and the test set)")
     real.add_argument("--limit-clips", type=int, default=None, help="at most N training clips per split (dry run)")
     real.add_argument("--cache", default=None, help="prepared training clips (default DATA/.edtalk-train-cache)")
-    real.add_argument("--setting", choices=("audio", "video"), default=None,
-                      help="how the test set is generated: audio (EDTalk-A, the default, as the paper's ablations: "
-                           "each run also trains the audio stage on the same clips) or video (EDTalk-V: lip and pose "
-                           "from the GT clip)")
     real.add_argument("--metrics", default=None, help="comma-separated subset of the protocol's metrics")
     real.add_argument("--unverified-weights", action="store_true", help="accept evaluator weight files whose hash "
                       "differs from the manifest (seeded stand-ins); results record it")
@@ -71,11 +73,11 @@ def run(args) -> int:
         wanted, wanted)
     seeds = args.seeds if args.seeds is not None else int(plan["seeds"])
     real = {"dataset": args.dataset, "lists": args.lists, "limit_clips": args.limit_clips, "cache": args.cache,
-            "setting": args.setting, "metrics": args.metrics, "fid_resamples": args.fid_resamples,
+            "metrics": args.metrics, "fid_resamples": args.fid_resamples,
             "verify_weights": False if args.unverified_weights else None}
     summary = run_sweep(protocol, variants, seeds, args.out, args.data, args.preset, jobs=args.jobs,
                         keep_going=args.keep_going, ray_address=args.ray_address, share_stages=args.share_stages,
-                        max_steps=args.max_steps, real=real)
+                        max_steps=args.max_steps, real=real, settings=args.setting)
     print(f"sweep: {len(summary['runs'])} runs done, {len(summary['failed'])} failed")
     for f in summary["failed"]:
         print(f"  failed {f.get('key')}: {f.get('error')}")

@@ -31,7 +31,7 @@ def fake_world(tmp_path, monkeypatch):
         (run_dir / "model.pt").write_bytes(b"model")
         (run_dir / "eval.json").write_text("{}")  # the real train_run's held-out check, written last
 
-    def score_run(protocol, out, run_dir, data=None, progress=True):
+    def score_run(protocol, out, run_dir, data=None, progress=True, setting="video"):
         from benchmarks.protocols.engine import Case, evaluate
 
         calls["evaluate"].append(str(run_dir))
