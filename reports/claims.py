@@ -11,6 +11,10 @@ same tuples drive every variant); without them there is one number per run and n
 disentanglement claim is `not readable` while full itself does not follow every driver (responsiveness,
 the leakage diagonal, below 0.5 for some factor): low leakage then only means the output ignores its drivers.
 
+The paper's ablation table is audio-driven (EDTalk-A): where a protocol's runs were scored in the audio setting
+too, the per-clip claims read that table, and leakage/responsiveness the video-driven one (the cross-driving
+swaps take every factor from frames); each row names the setting its verdict comes from.
+
 Beside each effect: the paper's own numbers (MEAD; their sign is the claim, their scale is not ours), the
 spread of `full` over its seeds (max − min of the per-seed values: an effect smaller than that could be
 a retraining's luck), and the ground-truth row's value, the metric's ceiling. A metric where `full` sits
@@ -27,6 +31,7 @@ import numpy as np
 
 from benchmarks.protocols.ground_truth import GROUND_TRUTH_NAME
 from reports import stats
+from reports.collect import SETTING_TITLES
 from reports.tables import REFERENCE, Table, _per_case
 
 __all__ = ["Claim", "CLAIMS", "GROUND_TRUTH_LABEL", "ClaimResult", "verdict", "evaluate_claims", "claims_section",
@@ -288,6 +293,9 @@ def _row_view(r: ClaimResult) -> dict[str, Any]:
             "ceiling": _fmt(r.ceiling), "saturated": r.saturated, "why": r.why}
 
 
+SETTING_NAMES = {"audio": "EDTalk-A (audio)", "video": "EDTalk-V (video)", None: "as scored"}
+
+
 @dataclass
 class ClaimsView:
     title: str
@@ -296,13 +304,34 @@ class ClaimsView:
     has_ground_truth: bool = False
 
 
+def _claim_tables(tables: list[Table]) -> dict[bool, Table | None]:
+    """Of one protocol's tables (one per setting): {leakage claim?: the table its verdict reads}. Per-clip claims
+    read the audio setting's where there is one (the paper's), leakage the video-driven one (disentanglement.json)."""
+    audio = next((t for t in tables if t.setting == "audio" and t.reference is not None), None)
+    other = next((t for t in tables if t.setting != "audio" and t.reference is not None), None)
+    return {False: audio or other, True: other or audio}
+
+
 def claims_section(tables: list[Table]) -> list[ClaimsView]:
-    """One claims table per results table that holds `full` (the report's first section)."""
-    out = []
+    """One claims table per protocol whose results hold `full` (the report's first section); each row says which
+    setting's table it was read from."""
+    by_protocol: dict[str, list[Table]] = {}
     for t in tables:
-        if t.reference is None:
+        by_protocol.setdefault(t.protocol_key or t.key, []).append(t)
+    out = []
+    for group in by_protocol.values():
+        source = _claim_tables(group)
+        if source[False] is None:
             continue
-        rows = [_row_view(r) for r in evaluate_claims(t)]
-        has_gt = any(r.label == GROUND_TRUTH_LABEL for r in t.rows)
-        out.append(ClaimsView(t.title, rows, saturated_metrics(t), has_gt))
+        per_table = {id(t): evaluate_claims(t) for t in {id(t): t for t in source.values() if t}.values()}
+        rows = []
+        for claim in CLAIMS:
+            t = source[claim.metric in LEAKAGE_METRICS]
+            got = next((r for r in per_table[id(t)] if r.claim is claim), None) if t is not None else None
+            if got is not None:
+                rows.append({**_row_view(got), "setting": SETTING_NAMES[t.setting]})
+        clip_table = source[False]
+        has_gt = any(r.label == GROUND_TRUTH_LABEL for r in clip_table.rows)
+        title = clip_table.title.removesuffix(f": {SETTING_TITLES.get(clip_table.setting, '')}")
+        out.append(ClaimsView(title, rows, saturated_metrics(clip_table), has_gt))
     return out

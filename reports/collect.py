@@ -1,8 +1,10 @@
 """Find results files under a directory and the optional material that sits beside them.
 
-A report reads files only (docs/DESIGN.md, layer 6). Under `results_dir` every `results.json` (or
-`*.results.json`) in the `edtalk-bench/results@1` schema is one *run*: one method (for our runs, one
-variant and seed) scored under one protocol. Beside a results file, and only if present:
+A report reads files only (docs/DESIGN.md, layer 6). Under `results_dir` every `results.json`,
+`results-audio.json` (a sweep run's EDTalk-A scores, edtalk.method) or `*.results.json` in the
+`edtalk-bench/results@1` schema is one *run*: one method (for our runs, one variant, seed and setting) scored
+under one protocol. Beside a results file, and only if present (for results-audio.json: `confusion-audio.json`
+etc., benchmarks.protocols.api.sibling_file):
 
 * `disentanglement.json`  cross-driving leakage matrix, transfer errors, bank geometry;
 * `confusion.json`        {"labels": [8 emotions], "matrix": 8x8} emotion confusion;
@@ -22,12 +24,16 @@ import os
 from pathlib import Path
 from typing import Any
 
+from benchmarks.protocols.api import sibling_file
 from benchmarks.protocols.engine import SCHEMA
 from metrics.errors import InputError
 
-__all__ = ["collect_results", "load_evaluators", "run_label", "run_seed"]
+__all__ = ["collect_results", "load_evaluators", "run_label", "run_seed", "SETTING_TITLES"]
 
-RESULTS_NAMES = ("results.json",)
+RESULTS_NAMES = ("results.json", "results-audio.json")
+# A run's `setting` (its method's, edtalk.method) as the report names it; a method without one is video-driven
+# (EDTalk-V) or not a model at all (the ground truth, a folder of videos).
+SETTING_TITLES = {"audio": "EDTalk-A (audio-driven), the paper's setting", "video": "EDTalk-V (video-driven)"}
 RESULTS_SUFFIX = ".results.json"
 VIDEO_EXTS = (".mp4", ".webm", ".mov")
 
@@ -111,9 +117,10 @@ def _extras(path: Path, method: dict, root: Path) -> dict:
     run_dir = _resolve_run_dir(method.get("run_dir"), path, root)
     extras: dict[str, Any] = {"run_dir": run_dir}
     for name in ("disentanglement", "confusion"):
-        data = _read_json(here / f"{name}.json")
+        beside = sibling_file(path, name).name  # results-audio.json's are confusion-audio.json, ...
+        data = _read_json(here / beside)
         if data is None and run_dir is not None:
-            data = _read_json(run_dir / f"{name}.json")
+            data = _read_json(run_dir / beside)
         extras[name] = data if isinstance(data, dict) else None
     curves: dict[str, dict] = {}
     if run_dir is not None:
@@ -149,6 +156,7 @@ def collect_results(results_dir: str | os.PathLike) -> list[dict]:
 
     Returns a list sorted by path; each item is a dict:
         path (Path of the results file), label (variant / method name), seed, protocol_id,
+        setting ("audio" | "video" | None: the method's, e.g. the sweep's EDTalk-A scores),
         results (the parsed file: protocol, method, per_sample, aggregates, provenance), and
         extras: run_dir (Path|None), disentanglement (dict|None), confusion (dict|None),
         curves ({stage: {"columns", "step", "values"}}), samples [Path], videos [Path].
@@ -177,6 +185,7 @@ def collect_results(results_dir: str | os.PathLike) -> list[dict]:
                 "label": run_label(method, path, root),
                 "seed": run_seed(method, prov),
                 "protocol_id": str(proto.get("id") or f"{proto.get('name')}@{proto.get('version')}"),
+                "setting": method.get("setting") if method.get("setting") in SETTING_TITLES else None,
                 "results": data,
                 "extras": _extras(path, method, root),
             })

@@ -1,8 +1,8 @@
 """The report as a matplotlib PdfPages document: used when WeasyPrint cannot run.
 
-Same content as the HTML, page by page: notes, one table per protocol (best cell bold, Δ vs full with
-†, paper rows in italics on a tinted background), then every figure, frame strip and video first
-frame, the evaluators' validation and the provenance summary.
+Same content as the HTML, page by page: the claims table first (page 1, as in the HTML's print), notes, one table
+per protocol and setting (best cell bold, Δ vs full with †, paper rows in italics on a tinted background), then
+every figure, frame strip and video first frame, the evaluators' validation and the provenance summary.
 """
 from __future__ import annotations
 
@@ -109,12 +109,43 @@ def _results_table(pdf, view: dict, footnote: str) -> None:
     _table_page(pdf, t.title, header, rows, styles, [footnote, *t.notes])
 
 
+VERDICT_COLOURS = {"reproduced": "#17803d", "opposite": "#b42318"}
+CLAIMS_NOTE = ("Effect = mean over test cases of (variant − full), each case averaged over seeds; CI = 95% paired "
+               "bootstrap. Verdict: reproduced (CI excludes 0 in the claimed direction), not significant (contains 0), "
+               "opposite (excludes 0 the other way); not readable: full's responsiveness < 0.5 for some factor. "
+               "Setting: the results a verdict reads (per-clip claims: EDTalk-A where scored, the paper's setting; "
+               "leakage: the video-driven cross-driving). Claims and test fixed in reports/claims.py first.")
+
+
+def _claims_pages(pdf, claims: list) -> None:
+    """The claims tables (reports.claims.claims_section), one page per protocol."""
+    header = ["claim", "variant", "metric", "setting", "claimed", "effect", "95% CI", "full → variant",
+              "full's seed spread", "ceiling", "paper (MEAD)", "verdict"]
+    for view in claims:
+        rows, styles = [], []
+        for r in view.rows:
+            verdict = r["verdict"] + (f"\n{textwrap.shorten(r['why'], 60)}" if r["why"] else "")
+            rows.append([r["statement"], r["variant"], r["metric"], r["setting"], r["expected"], r["effect"], r["ci"],
+                         r["change"], r["spread"], r["ceiling"] + (" (saturated)" if r["saturated"] else ""),
+                         r["paper"], verdict])
+            st: list[dict] = [{} for _ in header]
+            if r["verdict"] in VERDICT_COLOURS:
+                st[-1] = {"color": VERDICT_COLOURS[r["verdict"]], "weight": "bold"}
+            styles.append(st)
+        notes = [CLAIMS_NOTE] + [f"{m}: full sits at the ground truth's ceiling ({c:.3g}): saturated, cannot show a "
+                                 "drop" for m, c in view.saturated.items()]
+        if not view.has_ground_truth:
+            notes.append("No ground-truth row under this protocol: a saturated metric cannot be flagged.")
+        _table_page(pdf, f"The paper's claims, tested: {view.title}", header, rows, styles, notes)
+
+
 def write_fallback_pdf(context: dict, path: Path) -> Path:
     """Write `context` (reports.render.build_context) as a PDF at `path` (atomically)."""
     from matplotlib.backends.backend_pdf import PdfPages
 
     buf = io.BytesIO()
     with PdfPages(buf) as pdf:
+        _claims_pages(pdf, context.get("claims") or [])  # page 1, as in the HTML
         intro = (f"{context['n_runs']} results files under {context['results_dir']}; "
                  f"generated {context['generated']}")
         _text_page(pdf, context["title"], [intro, *context.get("notes", [])])

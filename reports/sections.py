@@ -125,9 +125,10 @@ def _by_variant(runs: list[dict]) -> dict[str, list[dict]]:
 
 
 def _unique_dirs(runs: list[dict]) -> list[dict]:
-    """One run per results folder: extras beside a results file are shared by its protocols."""
+    """One run per results folder: extras beside a results file are shared by its protocols. A run scored in both
+    settings shows its video-driven file's (the disentanglement study is video-driven)."""
     seen, out = set(), []
-    for run in runs:
+    for run in sorted(runs, key=lambda r: r.get("setting") == "audio"):  # stable: otherwise the given order
         key = run["path"].parent
         if key not in seen:
             seen.add(key)

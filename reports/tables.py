@@ -1,4 +1,8 @@
-"""Comparison tables: one per protocol, variants (aggregated over seeds) × metrics.
+"""Comparison tables: one per protocol (and setting), variants (aggregated over seeds) × metrics.
+
+Where a protocol's runs were scored in the audio setting (the sweep's EDTalk-A, results-audio.json), those form
+their own table, first ("EDTalk-A (audio-driven), the paper's setting"), and the video-driven runs the next;
+a run with no setting of its own (the ground truth) is a row of both.
 
 Each cell holds the mean of the per-seed means, a 95% bootstrap CI (clips resampled within each
 seed, `stats.seed_pooled_ci`), the spread over seeds, whether it is the best of its column (by the
@@ -16,7 +20,10 @@ from typing import Any
 
 import numpy as np
 
+from benchmarks.protocols.ground_truth import GroundTruthMethod
 from reports import stats
+
+GROUND_TRUTH_KIND = GroundTruthMethod.describe["kind"]  # the ceiling row: driven by nothing, in every setting
 
 __all__ = ["Cell", "Row", "Table", "build_tables", "REFERENCE", "FOOTNOTE", "paper_label", "variant_order"]
 
@@ -105,6 +112,8 @@ class Table:
     reference: str | None
     notes: list[str] = field(default_factory=list)
     runs: list[dict] = field(default_factory=list)
+    setting: str | None = None                   # "audio" | "video" where the protocol's runs were split by it
+    protocol_key: str = ""                       # the same for the tables of one protocol's settings
 
     def row(self, label: str, kind: str = "ours") -> Row:
         for r in self.rows if kind == "ours" else self.paper_rows:
@@ -220,7 +229,35 @@ def _mark_best(rows: list[Row], metric: str, hib: bool) -> None:
             c.best = True
 
 
-def _protocol_groups(runs: list[dict]) -> list[tuple[str, str, dict, list[dict]]]:
+def _setting_groups(runs: list[dict]) -> list[tuple[str | None, list[dict]]]:
+    """[(setting, runs)]: one group unless some run is audio-driven; then the audio runs, then the others, each
+    with the runs that have no setting (the ground truth)."""
+    from reports.collect import SETTING_TITLES
+
+    if not any(r.get("setting") == "audio" for r in runs):
+        return [(None, runs)]
+    neutral = [r for r in runs if (r["results"].get("method") or {}).get("kind") == GROUND_TRUTH_KIND]
+    audio = [r for r in runs if r.get("setting") == "audio"]
+    video = [r for r in runs if r.get("setting") != "audio" and r not in neutral]
+    return [(s, g + neutral) for s, g in (("audio", audio), ("video", video)) if g and s in SETTING_TITLES]
+
+
+def _protocol_groups(runs: list[dict]) -> list[tuple[str, str, dict, list[dict], str | None]]:
+    """(key, title, protocol, runs, setting) per protocol (and, where some runs are audio-driven, per setting:
+    `_setting_groups`); the same id with other protocol settings is a separate table."""
+    from reports.collect import SETTING_TITLES
+
+    out = []
+    for key, title, proto, group in _protocol_id_groups(runs):
+        for setting, runs_of in _setting_groups(group):
+            if setting is None:
+                out.append((key, title, proto, runs_of, None))
+            else:
+                out.append((f"{key}-{setting}", f"{title}: {SETTING_TITLES[setting]}", proto, runs_of, setting))
+    return out
+
+
+def _protocol_id_groups(runs: list[dict]) -> list[tuple[str, str, dict, list[dict]]]:
     """(key, title, protocol, runs) per protocol; the same id with other settings is a separate table."""
     by_id: dict[str, dict[str, list[dict]]] = {}
     for run in runs:
@@ -247,7 +284,7 @@ def _protocol_groups(runs: list[dict]) -> list[tuple[str, str, dict, list[dict]]
 def build_tables(runs: list[dict]) -> list[Table]:
     """One Table per protocol from `collect_results` output."""
     tables = []
-    for key, title, protocol, truns in _protocol_groups(runs):
+    for key, title, protocol, truns, setting in _protocol_groups(runs):
         metrics = _metric_list(protocol, truns)
         by_label: dict[str, list[dict]] = {}
         for run in truns:
@@ -304,5 +341,6 @@ def build_tables(runs: list[dict]) -> list[Table]:
         commits = sorted({str((r["results"].get("provenance") or {}).get("git_hash")) for r in truns})
         if len(commits) > 1:
             notes.append(f"runs come from {len(commits)} different commits: {', '.join(commits)}")
-        tables.append(Table(key, title, protocol, metrics, rows, paper_rows, plabel, reference, notes, truns))
+        tables.append(Table(key, title, protocol, metrics, rows, paper_rows, plabel, reference, notes, truns,
+                            setting, key[:-len(setting) - 1] if setting else key))
     return tables
