@@ -38,14 +38,14 @@ def _text_page(pdf, title: str, paragraphs: list[str]) -> None:
 
 
 def _table_page(pdf, title: str, header: list[str], rows: list[list[str]], styles: list[list[dict]],
-                notes: list[str]) -> None:
+                notes: list[str], col_widths: list[float] | None = None, fontsize: float = 7.5) -> None:
     fig = new_figure(*PAGE)
     fig.text(0.03, 0.96, title, fontsize=13, weight="bold", va="top")
     ax = fig.add_axes((0.03, 0.2, 0.94, 0.7))
     ax.axis("off")
-    tab = ax.table(cellText=rows, colLabels=header, loc="upper center", cellLoc="center")
+    tab = ax.table(cellText=rows, colLabels=header, loc="upper center", cellLoc="center", colWidths=col_widths)
     tab.auto_set_font_size(False)
-    tab.set_fontsize(7.5)
+    tab.set_fontsize(fontsize)
     tab.scale(1.0, 2.6)
     for j in range(len(header)):
         tab[0, j].set_facecolor("#eef2f9")
@@ -120,14 +120,16 @@ CLAIMS_NOTE = ("Effect = mean over test cases of (variant − full), each case a
 def _claims_pages(pdf, claims: list) -> None:
     """The claims tables (reports.claims.claims_section), one page per protocol."""
     header = ["claim", "variant", "metric", "setting", "claimed", "effect", "95% CI", "full → variant",
-              "full's seed spread", "ceiling", "paper (MEAD)", "verdict"]
+              "full's\nseed spread", "ceiling", "paper (MEAD)", "verdict"]
+    widths = [0.13, 0.09, 0.07, 0.08, 0.05, 0.06, 0.09, 0.08, 0.06, 0.06, 0.11, 0.12]
     for view in claims:
         rows, styles = [], []
         for r in view.rows:
-            verdict = r["verdict"] + (f"\n{textwrap.shorten(r['why'], 60)}" if r["why"] else "")
-            rows.append([r["statement"], r["variant"], r["metric"], r["setting"], r["expected"], r["effect"], r["ci"],
-                         r["change"], r["spread"], r["ceiling"] + (" (saturated)" if r["saturated"] else ""),
-                         r["paper"], verdict])
+            verdict = r["verdict"] + (f"\n{textwrap.fill(textwrap.shorten(r['why'], 70), 28)}" if r["why"] else "")
+            rows.append([textwrap.fill(r["statement"], 26), r["variant"], r["metric"], r["setting"], r["expected"],
+                         r["effect"], r["ci"], r["change"], r["spread"],
+                         r["ceiling"] + ("\n(saturated)" if r["saturated"] else ""), r["paper"].replace(" (", "\n("),
+                         verdict])
             st: list[dict] = [{} for _ in header]
             if r["verdict"] in VERDICT_COLOURS:
                 st[-1] = {"color": VERDICT_COLOURS[r["verdict"]], "weight": "bold"}
@@ -136,7 +138,7 @@ def _claims_pages(pdf, claims: list) -> None:
                                  "drop" for m, c in view.saturated.items()]
         if not view.has_ground_truth:
             notes.append("No ground-truth row under this protocol: a saturated metric cannot be flagged.")
-        _table_page(pdf, f"The paper's claims, tested: {view.title}", header, rows, styles, notes)
+        _table_page(pdf, f"The paper's claims, tested: {view.title}", header, rows, styles, notes, widths, 6.5)
 
 
 def write_fallback_pdf(context: dict, path: Path) -> Path:
