@@ -263,3 +263,16 @@ def test_a_real_protocol_takes_one_setting(tmp_path):
         sw.run_sweep("mead-edtalk", "full", 1, tmp_path / "out", tmp_path, "smoke", settings="both")
     real, synthetic = sw._route_settings(type("P", (), {"data": "mead"})(), "smoke", "video", {"lists": None})
     assert real == {"lists": None, "setting": "video"} and synthetic == ("video",)
+
+
+def test_sweep_cli_passes_the_setting_and_documents_it(tmp_path, monkeypatch, capsys):
+    from edtalk.cli import main
+
+    seen = {}
+    monkeypatch.setattr("ablations.sweep.run_sweep", lambda *a, **kw: seen.update(kw) or {"runs": [], "failed": []})
+    assert main(["sweep", "--preset", "study", "--data", str(tmp_path), "--out", str(tmp_path / "s"),
+                 "--setting", "both"]) == 0
+    assert seen["settings"] == "both" and "setting" not in seen["real"]
+    with pytest.raises(SystemExit):
+        main(["sweep", "--help"])
+    assert "audio|video|both" in capsys.readouterr().out
