@@ -109,12 +109,15 @@ PRESETS: dict[str, Preset] = {p.name: p for p in [
     #   training, 4 runs from scratch (full x2, no-banks, no-orthogonality), 2 at a time at 1 thread:
     #     2 waves x ~19.5 min (24 min measured per pair incl. 4.5 min scoring) = 39 min
     #   no-eem: stage 2 only from full's stage-1 checkpoint, ~1.5 min (3 min measured incl. scoring)
-    #   audio mouth stage: 150 steps x ~1.8 s (issue 19) = 4.5 min per run, 5 runs 2 at a time = ~11 min
-    #   scoring 1800 frames per run and setting (36 clips x 50) + 4 cross-driving tuples: ~0.12 s per frame
-    #     at 1 thread (8 toy clips scored in 3.5 min at load 18, /9 for the load) = ~4.4 min; 5 runs x 2
-    #     settings + the ground truth, 2 at a time = ~23 min
-    #   report 0.5 min  => ~80 min projected: 60 needs scoring at the issue's <= 60 s per run (-17 min) and
-    #   no-eem taking full's audio stage too (its mouth head is full's: -2.3 min); re-measure with `nox -s study`.
+    #   audio stage per run (python -m ablations.perf_audio, 1 thread, CPU seconds on 2 cores at load 4-7): reading
+    #     the 506 clips with the run's targets 184 s + 150 mouth steps x 3.2 s = ~11 min; 4 runs (no-eem takes
+    #     full's: ablations.sweep.AUDIO_PARTS_FIXED_BY_STAGE_1) 2 at a time = ~22 min (re-measure quiet)
+    #   EDTalk-A scoring, per-clip metrics: 40 CPU-s per run (EDTalk-V's per-clip pass: 37 s), 5 runs = ~2 min
+    #   EDTalk-V scoring, 1800 frames per run (36 clips x 50) + 4 cross-driving tuples: ~0.12 s per frame
+    #     at 1 thread (8 toy clips scored in 3.5 min at load 18, /9 for the load) = ~4.4 min; 5 runs + the
+    #     ground truth, 2 at a time = ~12 min (its per-clip pass alone measured 37 CPU-s above)
+    #   report 0.5 min  => ~90 min projected: 60 needs scoring at the issue's <= 60 s per run (-17 min) and a
+    #   cheaper audio stage (its reading and mouth step); re-measure with `nox -s study`.
     Preset("study", _SMOKE_MODEL, _smoke_training(_SMOKE_MODEL, "study"),
            AudioStageConfig(parts=("mouth",), targets="model", mouth_iters=150),
            world="study", evaluators="default", protocol="synthetic-study",
