@@ -9,6 +9,14 @@ from metrics.errors import InputError
 from metrics.utils import atomic_write_json
 
 
+def sibling_file(results: Path, kind: str) -> Path:
+    """A file written beside a results file: results.json -> <kind>.json, results-<setting>.json ->
+    <kind>-<setting>.json (a run scored in two settings keeps one of each), any other name -> <kind>.json."""
+    name = Path(results).name
+    tail = name[len("results"):] if name.startswith("results-") else ".json"
+    return Path(results).with_name(kind + tail)
+
+
 def evaluate_protocol(protocol: str, out, *, method=None, videos=None, data=None, metrics=None,
                       device=None, progress: bool = True, disentanglement: bool = True,
                       n_tuples: int = 6, lists=None, real_options: dict | None = None) -> dict:
@@ -71,9 +79,9 @@ def evaluate_protocol(protocol: str, out, *, method=None, videos=None, data=None
         results["input_conversions"] = dict(conversions)
         atomic_write_json(out, results)
     if "acc_emo" in names:
-        atomic_write_json(out.with_name("confusion.json"), confusion_from_results(results))
+        atomic_write_json(sibling_file(out, "confusion"), confusion_from_results(results))
     generate = getattr(method, "generate", None)
-    if generate is not None and disentanglement and not out.with_name("disentanglement.json").exists():
+    if generate is not None and disentanglement and not sibling_file(out, "disentanglement").exists():
         from metrics.disentanglement import bank_geometry_of, evaluate_disentanglement
 
         # Quick protocols (a clip cap) use fewer, shorter tuples: 4 model calls per tuple add up on a CPU.
@@ -85,5 +93,5 @@ def evaluate_protocol(protocol: str, out, *, method=None, videos=None, data=None
             d["bank_geometry"] = bank_geometry_of(getattr(method, "model", None)).to_dict()
         except InputError as exc:  # a variant with every bank off or direct has no bases to measure
             d["bank_geometry"] = {"skipped": str(exc)}
-        atomic_write_json(out.with_name("disentanglement.json"), d)
+        atomic_write_json(sibling_file(out, "disentanglement"), d)
     return results

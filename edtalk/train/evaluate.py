@@ -86,26 +86,31 @@ class EncodingMemo:
 
 @torch.inference_mode()
 def drive_frames(model, source: np.ndarray, mouth_frames, pose_frames, exp_frames, device, batch=16,
-                 noise_seed: int = 0, memo: EncodingMemo | None = None):
+                 noise_seed: int = 0, memo: EncodingMemo | None = None, mouth_coeffs=None):
     """Generated uint8 frames. The decoder's noise inputs (StyleGAN noise injection) are drawn from a
     fixed seed under a forked RNG, so the same inputs give the same frames whatever ran before — a
     resumed evaluation equals an uninterrupted one — and the caller's RNG stream is left untouched.
     `memo`: encodings to reuse across calls with this model's current weights (one is made per call
-    when not given, so frames shared by several drivers are encoded once)."""
+    when not given, so frames shared by several drivers are encoded once). `mouth_coeffs`: (T, K) lip weights
+    given instead of mouth_frames' (EDTalk-A: from speech; mouth_frames is then unused)."""
     devices = [device] if torch.device(device).type == "cuda" else []
     memo = memo if memo is not None else EncodingMemo(model, device)
     with torch.random.fork_rng(devices=devices), reuse_weight_products(memo.weight_products):
         torch.manual_seed(noise_seed)
-        return _drive_frames_seeded(model, source, mouth_frames, pose_frames, exp_frames, batch, memo)
+        return _drive_frames_seeded(model, source, mouth_frames, pose_frames, exp_frames, batch, memo, mouth_coeffs)
 
 
-def _drive_frames_seeded(model, source, mouth_frames, pose_frames, exp_frames, batch, memo: EncodingMemo):
+def _drive_frames_seeded(model, source, mouth_frames, pose_frames, exp_frames, batch, memo: EncodingMemo,
+                         mouth_coeffs=None):
     outs = []
-    for i in range(0, len(mouth_frames), batch):
-        cm, cp, ce = (memo.coefficients(np.asarray(f[i:i + batch])) for f in (mouth_frames, pose_frames, exp_frames))
-        n = cm["mouth"].shape[0]
+    for i in range(0, len(pose_frames), batch):
+        mouth = (memo.coefficients(np.asarray(mouth_frames[i:i + batch]))["mouth"] if mouth_coeffs is None
+                 else mouth_coeffs[i:i + batch])
+        cp, ce = (memo.coefficients(np.asarray(f[i:i + batch])) for f in (pose_frames, exp_frames))
+        mouth = mouth.to(cp["pose"].device, cp["pose"].dtype)
+        n = mouth.shape[0]
         lat_s, feats = memo.source(source, n)
-        c = {"mouth": cm["mouth"], "pose": cp["pose"], "expression": ce.get("expression")}
+        c = {"mouth": mouth, "pose": cp["pose"], "expression": ce.get("expression")}
         outs.append(tensor_to_frames(drive(model, lat_s, feats, c, use_expression=True)))
     return np.concatenate(outs)
 
