@@ -113,12 +113,10 @@ def _batch_coefficients(model: EDTalk, drivers: dict, given: dict, own: dict, st
 
 
 def _encode_driver(model: EDTalk, x: torch.Tensor, exact: bool) -> dict[str, torch.Tensor]:
-    """Coefficients of driver frames. `exact`: the release's bits; the encoder's convolutions run as one batch
-    where that gives each frame's own bits (checked per shape), the heads (whose batched matmuls round
-    differently) one frame at a time."""
-    if not exact:
-        return model.coefficients(model.encode(x)[0])
-    return _per_frame(model.coefficients, model.encode_latents_frame_exact(x), exact)
+    """Coefficients of driver frames; `exact`: one frame at a time, the release's bits. On CPU that is also the
+    fastest way: run as batches, the encoder's convolutions were slower (1.52 vs 1.82 frames/s at 8 frames, 2
+    threads, quiet 2-core host) at 2.5x the memory (issue 17; `python -m edtalk.perf.release_side_by_side`)."""
+    return _per_frame(lambda f: model.coefficients(model.encode_latents(f)), x, exact)
 
 
 def _same_frames_key(x: torch.Tensor) -> tuple:

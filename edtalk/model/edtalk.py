@@ -29,9 +29,9 @@ class EDTalk(Navigation):
         """img (B,3,H,W) in [-1,1] -> latent (B,D), source features (coarse to fine)."""
         return self.enc(img)
 
-    def encode_latents_frame_exact(self, img: torch.Tensor) -> torch.Tensor:
-        """img (B,3,H,W) -> latents (B,D) with the bits of `encode` one frame at a time, batched where that holds."""
-        return self.enc.latents_frame_exact(img)
+    def encode_latents(self, img: torch.Tensor) -> torch.Tensor:
+        """img (B,3,H,W) -> latents (B,D): `encode` without keeping the skip features (drivers need none)."""
+        return self.enc.net_app.latent(img)
 
     def compose(self, coeffs: Coefficients, bases: dict[str, torch.Tensor] | None = None
                 ) -> tuple[torch.Tensor, torch.Tensor | None]:

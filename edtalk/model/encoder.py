@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import math
 
-import torch
 from torch import nn
 
 from edtalk.config import ModelConfig
-from edtalk.model.ops import ConvLayer, EqualConv2d, ResBlock, fast_where_same_bits
+from edtalk.model.ops import ConvLayer, EqualConv2d, ResBlock
 
 
 class AppearanceNet(nn.Module):
@@ -38,11 +37,6 @@ class AppearanceNet(nn.Module):
         return self.convs(x).flatten(1)
 
 
-# (device type, dtype, frames, image shape, the trunk's weight shapes) -> whether encoding the frames as one batch
-# gives the bits of encoding each alone on this machine (checked once per shape by `Encoder.latents_frame_exact`)
-_BATCH_IS_EXACT: dict[tuple, bool] = {}
-
-
 class Encoder(nn.Module):
     def __init__(self, cfg: ModelConfig):
         super().__init__()
@@ -50,19 +44,3 @@ class Encoder(nn.Module):
 
     def forward(self, x):
         return self.net_app(x)
-
-    def latents_frame_exact(self, x: torch.Tensor) -> torch.Tensor:
-        """Latents (B, D) of frames x with the bits of encoding each frame alone (the release's procedure).
-
-        A batch runs the convolutions faster on CPU (at 256 px, 512 channels: about 1.35x at 4-8 frames), and
-        there oneDNN accumulates each frame's sums in the same order either way; at 128 channels its 4x4 block
-        rounds differently, and nothing promises either across CPUs and kernels. So the first call of each shape
-        runs both and keeps the batch only where they are equal (returning the per-frame bits).
-        """
-        def per_frame():
-            return torch.cat([self.net_app.latent(x[i:i + 1]) for i in range(x.shape[0])])
-
-        if x.shape[0] == 1 or torch.is_grad_enabled():
-            return per_frame()
-        key = (x.device.type, x.dtype, *x.shape, tuple(tuple(p.shape) for p in self.parameters()))
-        return fast_where_same_bits(_BATCH_IS_EXACT, key, lambda: self.net_app.latent(x), per_frame)

@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from edtalk.animate import animate
-from edtalk.model import EDTalk, encoder, ops
+from edtalk.model import EDTalk, ops
 from edtalk.presets import model_preset
 
 
@@ -57,53 +57,14 @@ def test_eem_source_part_is_what_the_frame_would_compute(model, frames):
 def test_one_clip_for_several_factors_is_encoded_once_even_as_separate_slices(model, frames, monkeypatch):
     src, drv = frames
     calls = []
-    encode, latents = model.encode, model.encode_latents_frame_exact
+    encode, latents = model.encode, model.encode_latents
     monkeypatch.setattr(model, "encode", lambda x: calls.append(x.shape[0]) or encode(x))
-    monkeypatch.setattr(model, "encode_latents_frame_exact", lambda x: calls.append(x.shape[0]) or latents(x))
+    monkeypatch.setattr(model, "encode_latents", lambda x: calls.append(x.shape[0]) or latents(x))
     animate(model, src, mouth=drv[:2], pose=drv[:2], expression=drv[:2])
     assert sum(calls) == 1 + 2  # the source, then each frame once
     calls.clear()
     animate(model, src, mouth=drv, pose=drv.flip(0), expression=drv.clone())
     assert sum(calls) == 1 + 3 * 2  # three different clips
-
-
-def test_encoder_trunk_runs_as_a_batch_only_where_it_gives_the_per_frame_bits(model, frames, monkeypatch):
-    table: dict = {}
-    monkeypatch.setattr(encoder, "_BATCH_IS_EXACT", table)
-    src, clip = frames
-    per_frame = plain_frames(model, src, clip, clip, clip)
-    batches = []
-    latent = model.enc.net_app.latent
-    monkeypatch.setattr(model.enc.net_app, "latent", lambda x: batches.append(x.shape[0]) or latent(x))
-    assert torch.equal(animate(model, src, mouth=clip, pose=clip, expression=clip), per_frame)
-    (key, verdict), = table.items()  # the first call ran the batch beside the frames and returned the frames' bits
-    with torch.no_grad():
-        assert verdict == torch.equal(latent(clip), torch.cat([latent(clip[i:i + 1]) for i in range(2)]))
-    assert sorted(batches) == [1, 1, 2]  # the clip's frames one by one, then as a batch
-    table[key] = not verdict  # the other branch: the batch alone where its bits are the frames', else frame by frame
-    batches.clear()
-    again = animate(model, src, mouth=clip, pose=clip, expression=clip)
-    assert batches == ([1, 1] if verdict else [2])
-    if verdict:
-        assert torch.equal(again, per_frame)
-
-
-def test_wide_encoder_trunk_batch_gives_each_frames_bits(monkeypatch):
-    """At the release's 512 channels (here at 32 px, seconds) oneDNN's batched kernels give each frame's own bits
-    on the CPUs measured so far; wherever they do not, the check keeps the frames' bits all the same."""
-    table: dict = {}
-    monkeypatch.setattr(encoder, "_BATCH_IS_EXACT", table)
-    torch.manual_seed(0)
-    cfg = model_preset("smoke", size=32, channel_scale=1.0)
-    assert cfg.channels(8) == 512
-    enc = encoder.Encoder(cfg).eval()
-    x = torch.rand(3, 3, 32, 32, generator=torch.Generator().manual_seed(2)) * 2 - 1
-    with torch.no_grad():
-        frames = torch.cat([enc.net_app.latent(x[i:i + 1]) for i in range(3)])
-        assert torch.equal(enc.latents_frame_exact(x), frames)
-        (verdict,) = table.values()
-        assert verdict == torch.equal(enc.net_app.latent(x), frames)
-        assert torch.equal(enc.latents_frame_exact(x), frames)
 
 
 def test_decoding_has_no_noise_inputs_as_the_release(model, frames):
