@@ -19,12 +19,13 @@ a summary per scenario: best-of-repeats fps, speed-up, the floor's speed-up, fra
 peak RSS and the max abs difference of our frames from the release's. Exits 1 if that difference exceeds
 `--tolerance` (1e-4).
 
-Measured 2026-12-01 on the shared 2-core host under heavy load (load average 14-20 from other jobs; 4 frames,
-one repeat; re-measure on a quiet machine with the command above): one clip 0.0355 vs 0.0141 frames/s (2.52x;
-FLOP ratio 3.21x: 61.3 vs 196.6 GFLOP per frame), three clips 0.0360 vs 0.0221 (1.63x; FLOP ratio 1.59x: 123.7
-GFLOP), max abs diff 0.0 in both; before EEM's source part was reused and the FIR blur went depthwise, the same
-command gave 2.33x and 1.15x (82.2 and 144.6 GFLOP). `ours-batched` (batches of 4): 5.2x and 2.6x at that
-load, but 4.2 max abs diff (other rounding, amplified by the seeded decoder) and 2.6 GB peak RSS vs 1.4 GB.
+Measured 2026-12-01 23:00 UTC on a quiet 2-core host (load 1.2-1.9, nothing else running; 8 frames, 2 repeats, 2
+threads; fp32 matmul peak 407 GFLOP/s): one clip 1.985 vs 0.333 frames/s (5.95x; per repeat 6.00x / 5.95x; FLOP
+ratio 3.21x: 61.3 vs 196.6 GFLOP per frame), three clips 1.187 vs 0.333 (3.57x; 3.57x / 3.29x; FLOP ratio 1.59x:
+123.7 GFLOP); max abs diff 0.0 in both; peak RSS 1.49 / 1.47 GB vs the release's 1.46 / 1.45 GB. Ours reaches
+30% / 36% of the FLOP floor, the release 16%: the depthwise FIR (edtalk.model.ops) does the blur's work in fewer
+cycles per FLOP. Earlier figures (2.42x / 1.70x) timed the one-time bit check of a new batch shape, which the
+warm-up now pays.
 """
 from __future__ import annotations
 
