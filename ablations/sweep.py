@@ -85,9 +85,8 @@ class RunSpec:
         if self.real is not None or "audio" not in self.settings:
             return None
         from edtalk.presets import audio_stage_preset
-        from edtalk.train.audio_real import _capped
 
-        return _capped(dataclasses.replace(audio_stage_preset(self.preset), targets="model"), self.max_steps)
+        return dataclasses.replace(audio_stage_preset(self.preset), targets="model").capped(self.max_steps)
 
     @property
     def shares_audio(self) -> bool:

@@ -89,7 +89,7 @@ _PAPER_MODEL = ModelConfig()
 # ablations (GPU hours); paper: the official shapes (the released checkpoints load into its model), the
 # released code's batch sizes and the paper's 4K stage-1 iterations.
 PRESETS: dict[str, Preset] = {p.name: p for p in [
-    # The smoke loop keeps to three of the paper's ablations (33 minutes from nothing on a 2-core host,
+    # The smoke loop keeps to three of the paper's ablations (17.5 minutes from nothing on a quiet 2-core host,
     # measured; README); no-eem takes stages 0-1 from full's run.
     Preset("smoke", _SMOKE_MODEL, _smoke_training(_SMOKE_MODEL),
            AudioStageConfig(mouth_iters=150, pose_iters=200, exp_iters=300, pose_window=24),

@@ -5,6 +5,8 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
+from metrics.errors import InputError
+
 AUDIO_PARTS = ("mouth", "pose", "expression")
 FPS = 25
 
@@ -45,3 +47,12 @@ class AudioStageConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+    def capped(self, max_steps: int | None) -> AudioStageConfig:
+        """A copy whose parts train at most `max_steps` steps each (dry runs: `--max-steps`); None: unchanged."""
+        if max_steps is None:
+            return self
+        if max_steps < 1:
+            raise InputError(f"--max-steps must be at least 1, not {max_steps}")
+        return dataclasses.replace(self, mouth_iters=min(self.mouth_iters, max_steps),
+                                   pose_iters=min(self.pose_iters, max_steps), exp_iters=min(self.exp_iters, max_steps))

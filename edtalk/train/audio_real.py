@@ -118,15 +118,6 @@ def records_from_real(pools, dataset: str, cfg: AudioStageConfig, model, device=
     return records, report
 
 
-def _capped(cfg: AudioStageConfig, max_steps: int | None) -> AudioStageConfig:
-    if max_steps is None:
-        return cfg
-    if max_steps < 1:
-        raise InputError(f"--max-steps must be at least 1, not {max_steps}")
-    return dataclasses.replace(cfg, mouth_iters=min(cfg.mouth_iters, max_steps),
-                               pose_iters=min(cfg.pose_iters, max_steps), exp_iters=min(cfg.exp_iters, max_steps))
-
-
 def train_audio_on_real(run_dir, root, dataset: str, *, lists=None, limit_clips: int | None = None, cache=None,
                         workers: int = 1, preset: str = "smoke", seed: int = 0, cfg: AudioStageConfig | None = None,
                         max_steps: int | None = None, device=None, resume: bool = False,
@@ -142,7 +133,7 @@ def train_audio_on_real(run_dir, root, dataset: str, *, lists=None, limit_clips:
     from edtalk.train.real_data import load_real_pools, report_lines
 
     run_dir = Path(run_dir)
-    cfg = _capped(cfg or audio_stage_preset(preset), max_steps)
+    cfg = (cfg or audio_stage_preset(preset)).capped(max_steps)
     if cfg.targets == "gt":
         raise InputError("real video has no ground-truth coefficients: the audio stage's targets are the trained "
                          "model's (--targets model or auto)")
