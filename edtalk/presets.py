@@ -104,20 +104,18 @@ PRESETS: dict[str, Preset] = {p.name: p for p in [
     # ground-truth row (each metric's ceiling). The paper's setting is EDTalk-A: the audio row trains the
     # mouth predictor per run from that run's own heads (targets "model"; pose and expression from the clip);
     # the sweep scores both settings (EDTalk-A into results-audio.json, EDTalk-V into results.json).
-    # Budget, 2 quiet cores (measured figures from the README's 2-core host, the rest projected):
-    #   world 506 clips: 41 s per 160 clips measured -> ~2.2 min; evaluators 3.8 min (measured, same steps)
-    #   training, 4 runs from scratch (full x2, no-banks, no-orthogonality), 2 at a time at 1 thread:
-    #     2 waves x ~19.5 min (24 min measured per pair incl. 4.5 min scoring) = 39 min
-    #   no-eem: stage 2 only from full's stage-1 checkpoint, ~1.5 min (3 min measured incl. scoring)
-    #   audio stage per run (python -m ablations.perf_audio, 1 thread, CPU seconds on 2 cores at load 4-7): reading
-    #     the 506 clips with the run's targets 184 s + 150 mouth steps x 3.2 s = ~11 min; 4 runs (no-eem takes
-    #     full's: ablations.sweep.AUDIO_PARTS_FIXED_BY_STAGE_1) 2 at a time = ~22 min (re-measure quiet)
-    #   EDTalk-A scoring, per-clip metrics: 40 CPU-s per run (EDTalk-V's per-clip pass: 37 s), 5 runs = ~2 min
-    #   EDTalk-V scoring, 1800 frames per run (36 clips x 50) + 4 cross-driving tuples: ~0.12 s per frame
-    #     at 1 thread (8 toy clips scored in 3.5 min at load 18, /9 for the load) = ~4.4 min; 5 runs + the
-    #     ground truth, 2 at a time = ~12 min (its per-clip pass alone measured 37 CPU-s above)
-    #   report 0.5 min  => ~90 min projected: 60 needs scoring at the issue's <= 60 s per run (-17 min) and a
-    #   cheaper audio stage (its reading and mouth step); re-measure with `nox -s study`.
+    # Budget, 2 quiet cores (quiet figures measured 2026-12-01 with `nox -s reproduce`, the rest projected):
+    #   world 506 clips: 160 clips in 21.5 s -> ~1.2 min; evaluators 2.4 min (same steps as smoke's)
+    #   training, 4 runs from scratch (full x2, no-banks, no-orthogonality), 2 at a time at 1 thread: smoke's
+    #     pair took 13.9 min incl. held-out check and scoring 8 clips (stages 0/1/2: 10.5/2.0/0.3 min) ->
+    #     2 waves x ~13 min = ~26 min; no-eem: stage 2 only from full's stage-1 checkpoint, ~0.6 min
+    #   audio stage per run (python -m ablations.perf_audio, 1 thread, CPU seconds at load 4-7, so an upper
+    #     bound): reading the 506 clips with the run's targets 184 s + 150 mouth steps x 3.2 s = ~11 min;
+    #     4 runs (no-eem takes full's: ablations.sweep.AUDIO_PARTS_FIXED_BY_STAGE_1) 2 at a time = <= 22 min
+    #   scoring per run: EDTalk-A 40 CPU-s, EDTalk-V's per-clip pass 37 CPU-s plus its cross-driving tuples
+    #     (~2 min); 5 runs + the ground truth, 2 at a time = ~8 min
+    #   report 0.5 min  => ~60-70 min projected (the audio stage's quiet cost is the open term); time it with
+    #   `nox -s study`.
     Preset("study", _SMOKE_MODEL, _smoke_training(_SMOKE_MODEL, "study"),
            AudioStageConfig(parts=("mouth",), targets="model", mouth_iters=150),
            world="study", evaluators="default", protocol="synthetic-study",
