@@ -175,7 +175,7 @@ def test_failing_and_killed_runs_in_a_sweep(tmp_path, fake_world, monkeypatch): 
 
     monkeypatch.setattr(engine, "evaluate", evaluate_dying)
 
-    def score_run(protocol, out, run_dir, data=None, progress=True):
+    def score_run(protocol, out, run_dir, data=None, progress=True, setting="video"):
         # test_sweep's fake, minus its read of status.json (which has no "v" once a run has failed)
         cases = [Case(f"c{i}") for i in range(4)]
         bias = sum(map(ord, run_dir.name)) % 7
