@@ -31,7 +31,7 @@ import numpy as np
 
 from benchmarks.protocols.ground_truth import GROUND_TRUTH_NAME
 from reports import stats
-from reports.collect import SETTING_TITLES
+from reports.collect import SETTING_NAMES
 from reports.tables import REFERENCE, Table, _per_case
 
 __all__ = ["Claim", "CLAIMS", "GROUND_TRUTH_LABEL", "ClaimResult", "verdict", "evaluate_claims", "claims_section",
@@ -293,9 +293,6 @@ def _row_view(r: ClaimResult) -> dict[str, Any]:
             "ceiling": _fmt(r.ceiling), "saturated": r.saturated, "why": r.why}
 
 
-SETTING_NAMES = {"audio": "EDTalk-A (audio)", "video": "EDTalk-V (video)", None: "as scored"}
-
-
 @dataclass
 class ClaimsView:
     title: str
@@ -332,6 +329,6 @@ def claims_section(tables: list[Table]) -> list[ClaimsView]:
                 rows.append({**_row_view(got), "setting": SETTING_NAMES[t.setting]})
         clip_table = source[False]
         has_gt = any(r.label == GROUND_TRUTH_LABEL for r in clip_table.rows)
-        title = clip_table.title.removesuffix(f": {SETTING_TITLES.get(clip_table.setting, '')}")
+        title = clip_table.protocol_title or clip_table.title
         out.append(ClaimsView(title, rows, saturated_metrics(clip_table), has_gt))
     return out

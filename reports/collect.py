@@ -28,12 +28,13 @@ from benchmarks.protocols.api import sibling_file
 from benchmarks.protocols.engine import SCHEMA
 from metrics.errors import InputError
 
-__all__ = ["collect_results", "load_evaluators", "run_label", "run_seed", "SETTING_TITLES"]
+__all__ = ["collect_results", "load_evaluators", "run_label", "run_seed", "SETTING_TITLES", "SETTING_NAMES"]
 
 RESULTS_NAMES = ("results.json", "results-audio.json")
 # A run's `setting` (its method's, edtalk.method) as the report names it; a method without one is video-driven
 # (EDTalk-V) or not a model at all (the ground truth, a folder of videos).
 SETTING_TITLES = {"audio": "EDTalk-A (audio-driven), the paper's setting", "video": "EDTalk-V (video-driven)"}
+SETTING_NAMES = {"audio": "EDTalk-A (audio)", "video": "EDTalk-V (video)", None: "as scored"}  # in a table's cell
 RESULTS_SUFFIX = ".results.json"
 VIDEO_EXTS = (".mp4", ".webm", ".mov")
 

@@ -22,6 +22,7 @@ import numpy as np
 
 from benchmarks.protocols.ground_truth import GroundTruthMethod
 from reports import stats
+from reports.collect import SETTING_TITLES
 
 GROUND_TRUTH_KIND = GroundTruthMethod.describe["kind"]  # the ceiling row: driven by nothing, in every setting
 
@@ -114,6 +115,7 @@ class Table:
     runs: list[dict] = field(default_factory=list)
     setting: str | None = None                   # "audio" | "video" where the protocol's runs were split by it
     protocol_key: str = ""                       # the same for the tables of one protocol's settings
+    protocol_title: str = ""                     # the title without the setting's
 
     def row(self, label: str, kind: str = "ours") -> Row:
         for r in self.rows if kind == "ours" else self.paper_rows:
@@ -232,8 +234,6 @@ def _mark_best(rows: list[Row], metric: str, hib: bool) -> None:
 def _setting_groups(runs: list[dict]) -> list[tuple[str | None, list[dict]]]:
     """[(setting, runs)]: one group unless some run is audio-driven; then the audio runs, then the others, each
     with the runs that have no setting (the ground truth)."""
-    from reports.collect import SETTING_TITLES
-
     if not any(r.get("setting") == "audio" for r in runs):
         return [(None, runs)]
     neutral = [r for r in runs if (r["results"].get("method") or {}).get("kind") == GROUND_TRUTH_KIND]
@@ -243,18 +243,11 @@ def _setting_groups(runs: list[dict]) -> list[tuple[str | None, list[dict]]]:
 
 
 def _protocol_groups(runs: list[dict]) -> list[tuple[str, str, dict, list[dict], str | None]]:
-    """(key, title, protocol, runs, setting) per protocol (and, where some runs are audio-driven, per setting:
-    `_setting_groups`); the same id with other protocol settings is a separate table."""
-    from reports.collect import SETTING_TITLES
-
-    out = []
-    for key, title, proto, group in _protocol_id_groups(runs):
-        for setting, runs_of in _setting_groups(group):
-            if setting is None:
-                out.append((key, title, proto, runs_of, None))
-            else:
-                out.append((f"{key}-{setting}", f"{title}: {SETTING_TITLES[setting]}", proto, runs_of, setting))
-    return out
+    """(key, title, protocol, runs, setting) per protocol and, where some runs are audio-driven, per setting
+    (`_setting_groups`; key and title are the protocol's, build_tables adds the setting); the same id with other
+    protocol settings is a separate table."""
+    return [(key, title, proto, runs_of, setting) for key, title, proto, group in _protocol_id_groups(runs)
+            for setting, runs_of in _setting_groups(group)]
 
 
 def _protocol_id_groups(runs: list[dict]) -> list[tuple[str, str, dict, list[dict]]]:
@@ -284,7 +277,9 @@ def _protocol_id_groups(runs: list[dict]) -> list[tuple[str, str, dict, list[dic
 def build_tables(runs: list[dict]) -> list[Table]:
     """One Table per protocol from `collect_results` output."""
     tables = []
-    for key, title, protocol, truns, setting in _protocol_groups(runs):
+    for protocol_key, protocol_title, protocol, truns, setting in _protocol_groups(runs):
+        key = f"{protocol_key}-{setting}" if setting else protocol_key
+        title = f"{protocol_title}: {SETTING_TITLES[setting]}" if setting else protocol_title
         metrics = _metric_list(protocol, truns)
         by_label: dict[str, list[dict]] = {}
         for run in truns:
@@ -342,5 +337,5 @@ def build_tables(runs: list[dict]) -> list[Table]:
         if len(commits) > 1:
             notes.append(f"runs come from {len(commits)} different commits: {', '.join(commits)}")
         tables.append(Table(key, title, protocol, metrics, rows, paper_rows, plabel, reference, notes, truns,
-                            setting, key[:-len(setting) - 1] if setting else key))
+                            setting, protocol_key, protocol_title))
     return tables
