@@ -85,8 +85,6 @@ def score_run(protocol: str, out, run_dir, *, device=None, setting: str = "video
     methods = {"video": TrainedModelMethod, "audio": AudioDrivenMethod}
     if setting not in methods:
         raise InputError(f"--setting must be one of {', '.join(methods)}, not {setting!r}")
-    if setting == "audio":
-        options["disentanglement"] = False
     return protocols.evaluate_protocol(
         protocol, out, method=lambda world: methods[setting](run_dir, world, device=device), device=device,
         **options)
