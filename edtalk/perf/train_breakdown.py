@@ -17,8 +17,8 @@ measured step. The first `--warmup` steps of each stage are left out (allocator,
 
 `--lever` measures a change the issue lists beside the unchanged step, on the same seed and batches:
 `channels_last` (model, perceptual trunk and batches in NHWC), `compile` (`torch.compile` of the
-generator step; its compile time falls in the warm-up steps), `depthwise_fir` (the blur of the up- and
-downsampling layers as one depthwise convolution instead of the separable shift-and-add form). Each
+generator step; its compile time falls in the warm-up steps). (The blur's depthwise convolution, measured
+here as a lever at 1.40x / 1.32x per stage-0 / stage-1 step, is now the training path itself.) Each
 lever reports its speed-up and the largest difference of its loss values from the baseline's: a lever
 that changes the numbers is not applied to training (the training tests pin the loss curve).
 """
@@ -141,7 +141,7 @@ def _apply_lever(trainer, lever: str | None) -> dict:
     """Change the trainer as the lever says; returns what was done (compile time, ...)."""
     import torch
 
-    if lever in (None, "none", "depthwise_fir"):  # depthwise_fir: _module_lever
+    if lever in (None, "none"):
         return {}
     if lever == "channels_last":
         # Module.to(memory_format=) refuses the 5-D weights of the modulated convs: convert the 4-D ones.
@@ -167,32 +167,6 @@ def _apply_lever(trainer, lever: str | None) -> dict:
         trainer._networks = compiled
         return {"note": "compile time is inside the warm-up steps"}
     raise SystemExit(f"unknown --lever {lever!r}; choose channels_last or compile")
-
-
-@contextlib.contextmanager
-def _module_lever(lever: str | None):
-    """Levers that replace a function of the model code for the duration of one measurement."""
-    if lever != "depthwise_fir":
-        yield
-        return
-    import torch
-    import torch.nn.functional as F
-
-    from edtalk.model import ops
-
-    separable = ops._fir_separable
-
-    def depthwise(x, a, b):
-        # The blur as one depthwise convolution (forward and backward ~4.5x faster than the shift-and-add
-        # form on CPU); the same sums in another order, so the losses move by float rounding.
-        c, w = x.shape[1], torch.outer(a, b)
-        return F.conv2d(x, w.view(1, 1, *w.shape).expand(c, 1, *w.shape), groups=c)
-
-    ops._fir_separable = depthwise
-    try:
-        yield
-    finally:
-        ops._fir_separable = separable
 
 
 def measure_stage(cfg, scfg, pool, iters: int, warmup: int, device, lever: str | None, instrument: bool) -> dict:
@@ -224,7 +198,7 @@ def measure_stage(cfg, scfg, pool, iters: int, warmup: int, device, lever: str |
 
         tr._record_step = clocked_record
         start = time.perf_counter()
-        with instrumented(tr, timer) if instrument else contextlib.nullcontext(), _module_lever(lever):
+        with instrumented(tr, timer) if instrument else contextlib.nullcontext():
             tr.fit()
     ends = [start, *step_seconds]
     per_step = [b - a for a, b in zip(ends, ends[1:], strict=False)][warmup:]
@@ -253,7 +227,7 @@ def main(argv=None) -> int:
     ap.add_argument("--device", default=None)
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--stages", default=None, help="comma-separated stage names (default: every stage)")
-    ap.add_argument("--lever", default=None, choices=("channels_last", "compile", "depthwise_fir"),
+    ap.add_argument("--lever", default=None, choices=("channels_last", "compile"),
                     help="instead of the table: this lever's step time beside the unchanged step's (interleaved)")
     ap.add_argument("--repeats", type=int, default=1, help="baseline/lever pairs (interleaved) per stage")
     a = ap.parse_args(argv)

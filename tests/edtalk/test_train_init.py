@@ -4,21 +4,19 @@ import torch
 import torch.nn.functional as F
 
 from ablations.variants import resolve_config
-from edtalk.model.ops import _fir_separable, _FIRConv, _separable_factors, make_kernel, upfirdn2d
+from edtalk.model.ops import _fir_depthwise, make_kernel, upfirdn2d
 from edtalk.train.engine import build_models
 
 
-def test_fir_fast_paths_match_the_exact_convolution():
+def test_fir_training_path_matches_the_exact_convolution_and_its_gradient():
     k = torch.flip(make_kernel([1, 3, 3, 1]) * 4, [0, 1]).double()
     x = torch.randn(2, 5, 13, 11, dtype=torch.float64, requires_grad=True)
     exact = F.conv2d(x.reshape(10, 1, 13, 11), k.view(1, 1, 4, 4)).reshape(2, 5, 10, 8)
-    assert torch.allclose(_fir_separable(x, *_separable_factors(k)), exact, atol=1e-12)
-    # The custom backward equals autograd's, checked numerically too.
-    single = x.detach().reshape(10, 1, 13, 11).requires_grad_(True)
-    assert torch.autograd.gradcheck(lambda t: _FIRConv.apply(t, k.view(1, 1, 4, 4)), (single,))
+    assert torch.allclose(_fir_depthwise(x, k), exact, atol=1e-12)
+    assert torch.autograd.gradcheck(lambda t: _fir_depthwise(t, k), (x,))
     g = torch.randn_like(exact)
     a, = torch.autograd.grad(exact, x, g)
-    b, = torch.autograd.grad(_fir_separable(x, *_separable_factors(k)), x, g)
+    b, = torch.autograd.grad(_fir_depthwise(x, k), x, g)
     assert torch.allclose(a, b, atol=1e-12)
 
 
