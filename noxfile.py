@@ -6,7 +6,7 @@ every session's own virtualenv would cost minutes each time.
 
     nox -s tests               # the test suite (what CI runs)
     nox -s reproduce           # synth -> evaluators -> sweep -> report on the built-in synthetic world
-    nox -s reproduce -- --preset standard
+    nox -s study               # the paper's ablation table with the power to test its claims (preset study)
 """
 from __future__ import annotations
 
@@ -85,7 +85,7 @@ def lint(session: nox.Session) -> None:
 
 @nox.session
 def synth(session: nox.Session) -> None:
-    """Generate the synthetic world: `nox -s synth -- --preset standard`."""
+    """Generate the synthetic world: `nox -s synth -- --preset study`."""
     _env(session)
     args = session.posargs or ["--preset", "smoke"]
     preset = args[args.index("--preset") + 1] if "--preset" in args else "smoke"
@@ -96,7 +96,7 @@ def synth(session: nox.Session) -> None:
 
 @nox.session
 def train(session: nox.Session) -> None:
-    """Train a variant (stages 0-2): `nox -s train -- --preset standard --variant no-eem`.
+    """Train a variant (stages 0-2): `nox -s train -- --preset study --variant no-eem`.
 
     Defaults: --preset smoke --variant full --out out/train-<preset>-<variant> (resumes if present).
     Multi-GPU: run `torchrun --nproc_per_node N -m edtalk train ...` directly.
@@ -120,7 +120,7 @@ def train(session: nox.Session) -> None:
 
 @nox.session
 def audio(session: nox.Session) -> None:
-    """Train EDTalk-A's audio predictors (stage audio): `nox -s audio -- --preset standard --data DIR`.
+    """Train EDTalk-A's audio predictors (stage audio): `nox -s audio -- --preset study --data DIR`.
 
     Defaults: --preset smoke --out out/train-<preset>-full (the run of `nox -s train`: its trained
     heads give the targets; without one, the synthetic ground truth does) --data out/data-<preset>.
@@ -180,7 +180,7 @@ def evaluate(session: nox.Session) -> None:
 
 @nox.session
 def sweep(session: nox.Session) -> None:
-    """Ablation sweep: `nox -s sweep -- --protocol synthetic-standard --preset standard --data DIR --out DIR`."""
+    """Ablation sweep: `nox -s sweep -- --protocol synthetic-study --preset study --data DIR --out DIR`."""
     _env(session)
     _edtalk(session, "sweep", *session.posargs)
 
@@ -197,7 +197,7 @@ def reproduce(session: nox.Session) -> None:
     """The whole loop on the built-in synthetic world:
     synth -> evaluators -> sweep (train + evaluate the ablations) -> HTML/PDF report.
 
-    `nox -s reproduce -- --preset standard` for the full synthetic study. Every step resumes: re-running
+    `nox -s study` for the paper's ablation study (it also times each phase). Every step resumes: re-running
     after a kill redoes nothing that finished. The last line printed is the report's path.
     """
     _env(session)

@@ -93,7 +93,7 @@ def check_data(proto, data) -> None:
     if proto.data != "synthetic" and is_world:
         raise InputError(f"--data {root} is a synthetic world, but --protocol {proto.name} trains and scores real "
                          f"{proto.data.upper()} video; pass the {proto.data.upper()} root, or a synthetic protocol "
-                         "(synthetic-smoke, synthetic-standard) for the world")
+                         "(synthetic-smoke, synthetic-study) for the world")
 
 
 def prepare(proto, data, real: RealOptions, size: int, progress: bool = True) -> dict:

@@ -1,7 +1,7 @@
 """Model configuration: sizes and the ablation switches, one dataclass feeding model, CLI and nox.
 
-Its named sizes (`paper`: the official shapes, so the released checkpoints load; `standard`, `smoke`:
-narrower models that train on a CPU) are in the one preset table, `edtalk.presets`.
+Its named sizes (`paper`: the official shapes, so the released checkpoints load; `smoke`, `study`:
+a narrower model that trains on a CPU) are in the one preset table, `edtalk.presets`.
 """
 from __future__ import annotations
 
@@ -37,7 +37,7 @@ class ModelConfig:
     # as LIA/EDTalk do (needed for the official checkpoints), which is not the identity: it zooms by
     # n/(n-1) and blurs by half a pixel at the borders (a 64 px frame sent through it is 26.1 dB
     # from itself). "pixel-centres": the exact identity, for models trained from scratch at small
-    # sizes (smoke, standard), where that zoom costs more than the motion the model must learn.
+    # sizes (smoke, study), where that zoom costs more than the motion the model must learn.
     flow_grid: str = "lia"
 
     def __post_init__(self):

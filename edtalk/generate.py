@@ -183,7 +183,7 @@ class EDTalkRenderer:
                         "expression": (f"GT frames, {expression_schedule} schedule" if model.cfg.expression
                                        else "none (lip/pose generator)")},
             "expression_schedule": expression_schedule, "pixel_map": "fixed: round((x + 1) * 127.5)"}
-        # A model smaller than the data (a smoke/standard run on 256-px MEAD) is scored at the GT clip's size:
+        # A model smaller than the data (a smoke/study run on 256-px MEAD) is scored at the GT clip's size:
         # the face crops and SyncNet's face track need a face of the size the reference pipelines expect.
         self.match_gt = bool(match_ground_truth_size)
         if self.match_gt:

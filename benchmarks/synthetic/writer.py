@@ -45,8 +45,6 @@ PRESETS = {
     # emotion at every intensity (22 clips); protocol synthetic-study scores 36 of the 110 held-out clips.
     "study": Preset(identities=23, test_identities=5, emotions=EMOTIONS, levels=(1, 2, 3), clips_per_level=1,
                     n_frames=50, size=64),
-    "standard": Preset(identities=24, test_identities=6, emotions=EMOTIONS, levels=(1, 2, 3), clips_per_level=1,
-                       n_frames=75, size=128),
 }
 
 

@@ -6,7 +6,7 @@ def register(sub) -> None:
     p = sub.add_parser("data", help="datasets: generate the synthetic world, show the official splits")
     ds = p.add_subparsers(dest="data_command", required=True)
     s = ds.add_parser("synth", help="generate the synthetic talking-head world (resumable)")
-    s.add_argument("--preset", default="smoke", help="smoke (seconds) | standard (minutes)")
+    s.add_argument("--preset", default="smoke", help="smoke (seconds) | study (about a minute)")
     s.add_argument("--size", type=int, default=None, help="64, 128 or 256 (default: the preset's)")
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--out", required=True)

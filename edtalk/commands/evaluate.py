@@ -5,7 +5,7 @@ from __future__ import annotations
 def register(subparsers) -> None:
     p = subparsers.add_parser("evaluate", help="score a run or generated videos under a protocol")
     p.add_argument("--protocol", required=True,
-                   help="synthetic-smoke | synthetic-study | synthetic-standard | mead-edtalk | hdtf-edtalk")
+                   help="synthetic-smoke | synthetic-study | mead-edtalk | hdtf-edtalk")
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--run", help="run directory of `edtalk train` (its model.pt is evaluated)")
     src.add_argument("--videos", help="folder of generated videos, one <case>.mp4 per test clip")

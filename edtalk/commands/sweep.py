@@ -22,7 +22,7 @@ def register(subparsers) -> None:
                    help="comma-separated variant names and sets: 'paper' (the paper's ablation table), 'extended' "
                         "(the switches it reports no number for) or 'all'; default: the preset's (smoke: "
                         "full,no-orthogonality,no-eem; study: paper with full x2)")
-    p.add_argument("--seeds", type=int, default=None, help="default: the preset's (smoke 1, standard 3)")
+    p.add_argument("--seeds", type=int, default=None, help="default: the preset's (smoke 1, study 1 with full x2)")
     p.add_argument("--data", required=True, help="synthetic world directory, or the MEAD/HDTF root for a real "
                    "protocol (raw square clips or `edtalk data crop`'s tree)")
     p.add_argument("--out", required=True)
@@ -41,7 +41,7 @@ def register(subparsers) -> None:
                    help="what each run is scored in: audio (EDTalk-A, the paper's ablation setting: each run also "
                         "trains the audio stage; mouth from speech), video (EDTalk-V: mouth from the clip's frames), "
                         "or both (synthetic protocols: results-audio.json and results.json per run). Default: the "
-                        "preset's row (study: both; smoke, standard: video) on the synthetic world, audio on "
+                        "preset's row (study: both; smoke: video) on the synthetic world, audio on "
                         "mead-edtalk/hdtf-edtalk (one setting per sweep there). Part of each run's config hash")
     real = p.add_argument_group("real protocols (mead-edtalk, hdtf-edtalk)")
     real.add_argument("--dataset", choices=("mead", "hdtf"), default=None, help="default: the protocol's")

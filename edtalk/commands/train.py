@@ -1,7 +1,7 @@
 """`edtalk train`: train stages 0–2 of a variant into a run directory (resumable, torchrun-aware).
 
     edtalk train --preset smoke --variant full --out runs/full
-    torchrun --nproc_per_node 2 -m edtalk train --preset standard --variant no-eem --out runs/no-eem
+    torchrun --nproc_per_node 2 -m edtalk train --preset study --variant no-eem --out runs/no-eem
 """
 from __future__ import annotations
 

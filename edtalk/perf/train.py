@@ -2,7 +2,7 @@
 the data path alone, so you see whether decoding or compute bounds training.
 
     python -m edtalk.perf.train --preset smoke --iters 10
-    python -m edtalk.perf.train --preset standard --iters 5 --device cuda
+    python -m edtalk.perf.train --preset paper --iters 2 --device cuda
     python -m edtalk.perf.train --data MEAD --dataset mead --lists LISTS --limit-clips 8 --preset paper \\
         --iters 1 --warmup 1 --workers 2 --project-gpu-tflops 156 --gpu-utilisation 0.35
     python -m edtalk.perf.train --mini-mead --preset paper --iters 1 --warmup 1 --project-gpu-tflops 156

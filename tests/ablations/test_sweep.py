@@ -96,7 +96,7 @@ def test_changed_sweep_definition_is_refused(tmp_path, fake_world):
     out = tmp_path / "sweep"
     sw.run_sweep("synthetic-smoke", "full", 1, out, data, jobs=1, progress=False)
     with pytest.raises(UserError, match="another protocol"):
-        sw.run_sweep("synthetic-standard", "full", 1, out, data, jobs=1, progress=False)
+        sw.run_sweep("synthetic-study", "full", 1, out, data, jobs=1, progress=False)
 
 
 def test_run_key_depends_on_variant_seed_and_config():

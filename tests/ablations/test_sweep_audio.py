@@ -136,7 +136,7 @@ def test_settings_parse_and_belong_to_the_presets():
     with pytest.raises(InputError, match="audio, video, both"):
         sw.parse_settings("vidoe")
     assert sw.preset_settings("study") == ("audio", "video") and sw.preset_settings("smoke") == ("video",)
-    assert sw.preset_settings("standard") == ("video",)
+    assert sw.preset_settings("paper") == ("video",)  # a preset without a sweep row gets the default
 
 
 def test_config_hash_follows_the_settings_and_the_audio_stage(tmp_path):

@@ -24,7 +24,7 @@ def scorer(case, frames):
 def test_unknown_protocol_suggests_closest():
     with pytest.raises(InputError, match="did you mean 'synthetic-smoke'"):
         get_protocol("synthetic-smok")
-    assert {p.name for p in list_protocols()} >= {"synthetic-smoke", "synthetic-standard", "mead-edtalk", "hdtf-edtalk"}
+    assert {p.name for p in list_protocols()} >= {"synthetic-smoke", "synthetic-study", "mead-edtalk", "hdtf-edtalk"}
 
 
 def test_bootstrap_ci_brackets_mean_and_is_deterministic():

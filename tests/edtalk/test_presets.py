@@ -37,8 +37,8 @@ def test_each_call_hands_out_its_own_copy():
 
 
 def test_an_unknown_preset_suggests_the_closest():
-    with pytest.raises(InputError, match="did you mean 'standard'"):
-        get_preset("standrad")
+    with pytest.raises(InputError, match="did you mean 'study'"):
+        get_preset("stduy")
 
 
 def test_sweep_cli_takes_protocol_variants_and_seeds_from_the_preset(tmp_path, monkeypatch):
@@ -55,9 +55,9 @@ def test_sweep_cli_takes_protocol_variants_and_seeds_from_the_preset(tmp_path, m
     smoke = PRESETS["smoke"]
     assert seen == {"protocol": smoke.protocol, "variants": smoke.sweep["variants"], "seeds": smoke.sweep["seeds"],
                     "preset": "smoke"}
-    assert main(["sweep", "--preset", "standard", "--seeds", "2", "--data", str(tmp_path), "--out",
+    assert main(["sweep", "--preset", "study", "--seeds", "2", "--data", str(tmp_path), "--out",
                  str(tmp_path / "t")]) == 0
-    assert seen["protocol"] == "synthetic-standard" and seen["seeds"] == 2 and "no-eem" in seen["variants"]
+    assert seen["protocol"] == "synthetic-study" and seen["seeds"] == 2 and "no-eem" in seen["variants"]
 
 
 def test_the_study_sweeps_the_papers_table_with_full_twice_on_a_world_with_power():

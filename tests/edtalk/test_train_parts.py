@@ -105,7 +105,7 @@ def test_feature_cosine_and_gan_terms():
 
 # ---------------------------------------------------------------- config / variants
 def test_presets_and_unknown_preset():
-    for name in ("smoke", "standard", "paper"):
+    for name in ("smoke", "study", "paper"):
         cfg = train_preset(name)
         assert [s.name for s in cfg.stages] == ["autoencoder", "mouth_pose", "expression"]
         assert set(cfg.stage("expression").trainable) == {"expression_head", "expression_bank", "eem"}

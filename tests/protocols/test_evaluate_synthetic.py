@@ -57,11 +57,16 @@ def test_evaluate_run_writes_results_confusion_and_disentanglement(world_and_run
     assert "synthetic-smoke" in html and "pose_err" in html
 
 
-def test_evaluate_refuses_what_the_protocol_cannot_score(world_and_run, tmp_path):
+def test_evaluate_refuses_what_the_protocol_cannot_score(world_and_run, tmp_path, monkeypatch, capsys):
+    from benchmarks.protocols.registry import PROTOCOLS
     from edtalk.cli import main
 
     world, run = world_and_run
-    assert main(["evaluate", "--protocol", "synthetic-standard", "--run", str(run), "--data", str(world),
+    # Every built-in synthetic protocol is at 64 px, so a 128-px one is registered for the size check.
+    wide = dataclasses.replace(PROTOCOLS["synthetic-study"], name="synthetic-study-128", size=128)
+    monkeypatch.setitem(PROTOCOLS, wide.name, wide)
+    assert main(["evaluate", "--protocol", wide.name, "--run", str(run), "--data", str(world),
                  "--out", str(tmp_path / "r.json")]) == 2  # 128-px protocol on a 64-px world
+    assert "defined at 128 px" in capsys.readouterr().err
     assert main(["evaluate", "--protocol", "mead-edtalk", "--run", str(run), "--out", str(tmp_path / "r.json")]) == 2
     assert not (tmp_path / "r.json").exists()
