@@ -94,20 +94,18 @@ PRESETS: dict[str, Preset] = {p.name: p for p in [
     # ground-truth row (each metric's ceiling). The paper's setting is EDTalk-A: the audio row trains the
     # mouth predictor per run from that run's own heads (targets "model"; pose and expression from the clip);
     # the sweep scores both settings (EDTalk-A into results-audio.json, EDTalk-V into results.json).
-    # Budget, 2 quiet cores (quiet figures measured 2026-12-01 with `nox -s reproduce`, the rest projected):
-    #   world 506 clips: 160 clips in 21.5 s -> ~1.2 min; evaluators 2.4 min (same steps as smoke's)
-    #   training, 4 runs from scratch (full x2, no-banks, no-orthogonality), 2 at a time at 1 thread: smoke's
-    #     pair took 13.9 min incl. held-out check and scoring 8 clips (stages 0/1/2: 10.5/2.0/0.3 min) ->
-    #     2 waves x ~13 min = ~26 min; no-eem: stage 2 only from full's stage-1 checkpoint, ~0.6 min
-    #   audio stage per run (python -m ablations.perf_audio, 1 thread, CPU seconds at load 4-7, so an upper
-    #     bound): reading the 506 clips with the run's targets 184 s + 150 mouth steps x 3.2 s = ~11 min;
-    #     4 runs (no-eem takes full's: ablations.sweep.AUDIO_PARTS_FIXED_BY_STAGE_1) 2 at a time = <= 22 min
-    #   scoring per run: EDTalk-A 40 CPU-s, EDTalk-V's per-clip pass 37 CPU-s plus its cross-driving tuples
-    #     (~2 min); 5 runs + the ground truth, 2 at a time = ~8 min
-    #   report 0.5 min  => ~60-70 min projected (the audio stage's quiet cost is the open term); time it with
-    #   `nox -s study`.
+    # Budget, 2 quiet cores (projected 2026-12-02 from quiet step costs; measured by `nox -s study`, README):
+    #   world 506 clips ~1.2 min; evaluators 2.4 min (smoke's steps); the ground-truth row ~1.5 min
+    #   4 runs from scratch (full x2, no-banks, no-orthogonality), 2 at a time at 1 thread, each ~20 min: stage 0
+    #     900 x 0.49 s, stage 1 100 x 0.97 s, stage 2 50 x 0.35 s (python -m edtalk.perf.train_breakdown), the audio
+    #     stage (reading 506 clips with the run's heads ~200 s, 600 mouth steps ~270 s), scoring both settings ~3 min
+    #   no-eem: stage 2 from full's stage-1 checkpoint, full's audio stage, scoring ~3 min; report 0.5 min
+    #   => ~50 min
     Preset("study", _SMOKE_MODEL, _smoke_training(_SMOKE_MODEL, "study"),
-           AudioStageConfig(parts=("mouth",), targets="model", mouth_iters=150),
+           # 600 mouth steps on the coefficient loss alone: at 150 steps the predictor's held-out jaw r was -0.05
+           # (with the release's reconstruction L1, 3.2 s/step) and -0.24 (without); 600 steps without it reach 0.82
+           # (targets' ceiling 0.90) at ~0.45 s/step (smoke world, smoke full's heads, 2026-12-02)
+           AudioStageConfig(parts=("mouth",), targets="model", mouth_iters=600, recon_weight=0.0),
            world="study", evaluators="default", protocol="synthetic-study",
            sweep={"variants": "paper", "seeds": 1, "extra_seeds": {"full": 2}, "ground_truth": True,
                   "settings": ("audio", "video")}),
