@@ -94,18 +94,17 @@ PRESETS: dict[str, Preset] = {p.name: p for p in [
     # ground-truth row (each metric's ceiling). The paper's setting is EDTalk-A: the audio row trains the
     # mouth predictor per run from that run's own heads (targets "model"; pose and expression from the clip);
     # the sweep scores both settings (EDTalk-A into results-audio.json, EDTalk-V into results.json).
-    # Budget, 2 quiet cores (projected 2026-12-02 from quiet step costs; measured by `nox -s study`, README):
-    #   world 506 clips ~1.2 min; evaluators 2.4 min (smoke's steps); the ground-truth row ~1.5 min
-    #   4 runs from scratch (full x2, no-banks, no-orthogonality), 2 at a time at 1 thread, each ~20 min: stage 0
-    #     900 x 0.49 s, stage 1 100 x 0.97 s, stage 2 50 x 0.35 s (python -m edtalk.perf.train_breakdown), the audio
-    #     stage (reading 506 clips with the run's heads ~200 s, 600 mouth steps ~270 s), scoring both settings ~3 min
-    #   no-eem: stage 2 from full's stage-1 checkpoint, full's audio stage, scoring ~3 min; report 0.5 min
-    #   => ~50 min
-    Preset("study", _SMOKE_MODEL, _smoke_training(_SMOKE_MODEL, "study"),
-           # 600 mouth steps on the coefficient loss alone: at 150 steps the predictor's held-out jaw r was -0.05
-           # (with the release's reconstruction L1, 3.2 s/step) and -0.24 (without); 600 steps without it reach 0.82
-           # (targets' ceiling 0.90) at ~0.45 s/step (smoke world, smoke full's heads, 2026-12-02)
-           AudioStageConfig(parts=("mouth",), targets="model", mouth_iters=600, recon_weight=0.0),
+    # Budget, 2 quiet cores (a first timed `nox -s study` with 600 mouth steps and the full held-out check was on
+    # course for ~64 min: world 1.4, evaluators 3.2, ground truth 0.2, then per run at 1 thread, 2 at a time: stages
+    # 0-2 10.6, held-out check 3.0, audio stage reading 3.7 + 600 mouth steps 6.0, scoring ~3.5; now projected
+    # ~54 min with the check on 20 clips (~0.5) and 400 mouth steps (~4.0); measured: README.
+    # The held-out check drives 20 of the 110 held-out clips (4 per face): the protocol scores 36 of them.
+    Preset("study", _SMOKE_MODEL, dataclasses.replace(_smoke_training(_SMOKE_MODEL, "study"), held_out_clips=20),
+           # 400 mouth steps on the coefficient loss alone. Held-out jaw r of the predictor (smoke world, smoke full's
+           # heads, 2026-12-02): 150 steps -0.05 with the release's reconstruction L1 (3.2 s/step), -0.24 without;
+           # without it 300 steps -0.54, 400 0.88, 600 0.82 (targets' ceiling 0.90; ~0.3-0.6 s/step). Each study run
+           # reports its own in RUN/audio/results.json (mouth_jaw_r).
+           AudioStageConfig(parts=("mouth",), targets="model", mouth_iters=400, recon_weight=0.0),
            world="study", evaluators="default", protocol="synthetic-study",
            sweep={"variants": "paper", "seeds": 1, "extra_seeds": {"full": 2}, "ground_truth": True,
                   "settings": ("audio", "video")}),

@@ -97,7 +97,7 @@ def train_run(cfg: TrainConfig, out_dir, data_dir=None, stages="all", *, resume:
         from edtalk.train.evaluate import evaluate_run
 
         if test_pool is not None:
-            evaluate_run(trainer.model, pool, test_pool, out, device=trainer.device)
+            evaluate_run(trainer.model, pool, test_pool, out, device=trainer.device, max_clips=cfg.held_out_clips)
     return out
 
 

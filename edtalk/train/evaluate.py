@@ -24,6 +24,7 @@ from benchmarks.media import frames_to_tensor, tensor_to_frames
 from edtalk.model.ops import reuse_weight_products
 from edtalk.train.data import FramePool
 from edtalk.train.stages import drive
+from metrics.errors import InputError
 from metrics.functional.image import psnr_per_frame
 from metrics.utils import atomic_write_json
 
@@ -140,8 +141,29 @@ def _corr(a, b) -> float:
     return float(np.corrcoef(a, b)[0, 1])
 
 
+def held_out_subset(pool: FramePool, max_clips: int | None) -> FramePool:
+    """At most `max_clips` clips of `pool`, taken round-robin over its identities (each identity's first
+    neutral clip first, the source of its reconstruction check), in the pool's order; the pool itself if
+    it is small enough or `max_clips` is None."""
+    if max_clips is None or len(pool.clips) <= max_clips:
+        return pool
+    if max_clips < len(pool.identities):
+        raise InputError(f"held_out_clips={max_clips} is fewer than the {len(pool.identities)} held-out "
+                         "identities; the check needs one clip of each")
+    queues = {i: [pool.neutral[i][0]] + [k for k in pool.by_identity[i] if k != pool.neutral[i][0]]
+              for i in pool.identities}
+    chosen: list[int] = []
+    while len(chosen) < max_clips:
+        for i in pool.identities:
+            if queues[i] and len(chosen) < max_clips:
+                chosen.append(queues[i].pop(0))
+    return FramePool([pool.clips[k] for k in sorted(chosen)])
+
+
 def evaluate_run(model, train_pool: FramePool, test_pool: FramePool, out_dir=None, device=None,
-                 max_frames: int = 48) -> dict:
+                 max_frames: int = 48, max_clips: int | None = None) -> dict:
+    """The end-of-training check (module docstring) on at most `max_clips` held-out clips (`held_out_subset`)."""
+    test_pool = held_out_subset(test_pool, max_clips)
     device = device or next(model.parameters()).device
     was_training = model.training
     model.eval()

@@ -141,3 +141,21 @@ def test_mouth_map_is_fitted_once_per_world_and_refitted_when_it_changes(world_a
     assert cache.get(key) is None
     LandmarkReaders(world, None)
     assert np.array_equal(cache.get(key)["w"], fitted)
+
+
+def test_held_out_check_takes_clips_round_robin_over_the_identities_with_each_source_first():
+    from edtalk.train import evaluate
+    from edtalk.train.data import FramePool
+    from metrics.errors import InputError
+
+    pool = FramePool.generate(0, 4, 3, 16, seed=0, test_identities=3)  # 3 held-out faces x 4 clips
+    assert evaluate.held_out_subset(pool, None) is pool and evaluate.held_out_subset(pool, 12) is pool
+    sub = evaluate.held_out_subset(pool, 7)
+    per_face = {i: [c.name for c in sub.clips if c.identity == i] for i in pool.identities}
+    assert sorted(len(v) for v in per_face.values()) == [2, 2, 3]
+    # every face keeps its neutral clip: the source of its reconstruction check
+    assert all(sub.clips[sub.neutral[i][0]].emotion == "neutral" for i in pool.identities)
+    assert [c.name for c in sub.clips] == [c.name for c in pool.clips if c.name in {n for v in per_face.values()
+                                                                                      for n in v}]
+    with pytest.raises(InputError, match="fewer than the 3 held-out identities"):
+        evaluate.held_out_subset(pool, 2)
