@@ -79,7 +79,7 @@ _PAPER_MODEL = ModelConfig()
 # paper's ablation claims (about an hour); paper: the official shapes (the released checkpoints load into its
 # model), the released code's batch sizes and the paper's 4K stage-1 iterations.
 PRESETS: dict[str, Preset] = {p.name: p for p in [
-    # The smoke loop keeps to three of the paper's ablations (17.5 minutes from nothing on a quiet 2-core host,
+    # The smoke loop keeps to three of the paper's ablations (13.8 minutes from nothing on a quiet 2-core host,
     # measured; README); no-eem takes stages 0-1 from full's run.
     Preset("smoke", _SMOKE_MODEL, _smoke_training(_SMOKE_MODEL),
            AudioStageConfig(mouth_iters=150, pose_iters=200, exp_iters=300, pose_window=24),
@@ -97,7 +97,8 @@ PRESETS: dict[str, Preset] = {p.name: p for p in [
     # Budget, 2 quiet cores (a first timed `nox -s study` with 600 mouth steps and the full held-out check was on
     # course for ~64 min: world 1.4, evaluators 3.2, ground truth 0.2, then per run at 1 thread, 2 at a time: stages
     # 0-2 10.6, held-out check 3.0, audio stage reading 3.7 + 600 mouth steps 6.0, scoring ~3.5; now projected
-    # ~54 min with the check on 20 clips (~0.5) and 400 mouth steps (~4.0); measured: README.
+    # ~54 min with the check on 20 clips (~0.5) and 400 mouth steps (~4.0). Measured from a clean clone 2026-12-02:
+    # 45.9 min (world 1.2, evaluators 2.8, sweep 41.7: runs of 19.4-20.2 min, no-eem 1.7; report 0.2; README).
     # The held-out check drives 20 of the 110 held-out clips (4 per face): the protocol scores 36 of them.
     Preset("study", _SMOKE_MODEL, dataclasses.replace(_smoke_training(_SMOKE_MODEL, "study"), held_out_clips=20),
            # 400 mouth steps on the coefficient loss alone. Held-out jaw r of the predictor (smoke world, smoke full's
