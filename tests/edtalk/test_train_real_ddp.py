@@ -126,10 +126,11 @@ def test_two_gloo_ranks_give_the_loss_curve_of_one_process_with_the_same_global_
     weights = [safe_torch_load(tmp_path / run / "checkpoints" / "last.pt")["model"]
                for run in ("one", "two")]
     # Adam divides each gradient by its running scale, so where a gradient is near zero the float-rounding
-    # difference of summing over one batch or over two ranks moves a weight by a few 1e-5 (9 of 1.2M elements
-    # here, under 8e-5); a term weighted or a noise map drawn differently moves many by up to the lr (1.6e-3).
+    # difference of summing over one batch or over two ranks moves a weight by up to a few 1e-4 (with the blur's
+    # depthwise convolution in training one of 1.2M elements moved 2.4e-4, the others stayed under 2e-4); a term
+    # weighted or a noise map drawn differently moves many by up to the lr (1.6e-3).
     moved = 0
     for key, value in weights[0].items():
-        torch.testing.assert_close(weights[1][key], value, rtol=0, atol=2e-4, msg=key)
+        torch.testing.assert_close(weights[1][key], value, rtol=0, atol=5e-4, msg=lambda m, key=key: f"{key}: {m}")
         moved += int(((weights[1][key] - value).abs() > 1e-5).sum())
-    assert moved <= 30
+    assert moved <= 30, moved
