@@ -94,12 +94,11 @@ PRESETS: dict[str, Preset] = {p.name: p for p in [
     # ground-truth row (each metric's ceiling). The paper's setting is EDTalk-A: the audio row trains the
     # mouth predictor per run from that run's own heads (targets "model"; pose and expression from the clip);
     # the sweep scores both settings (EDTalk-A into results-audio.json, EDTalk-V into results.json).
-    # Budget, 2 quiet cores (a first timed `nox -s study` with 600 mouth steps and the full held-out check was on
-    # course for ~64 min: world 1.4, evaluators 3.2, ground truth 0.2, then per run at 1 thread, 2 at a time: stages
-    # 0-2 10.6, held-out check 3.0, audio stage reading 3.7 + 600 mouth steps 6.0, scoring ~3.5; now projected
-    # ~54 min with the check on 20 clips (~0.5) and 400 mouth steps (~4.0). Measured from a clean clone 2026-12-02:
-    # 45.9 min (world 1.2, evaluators 2.8, sweep 41.7: runs of 19.4-20.2 min, no-eem 1.7; report 0.2; README).
-    # The held-out check drives 20 of the 110 held-out clips (4 per face): the protocol scores 36 of them.
+    # Budget: measured from a clean clone on 2 quiet cores (2026-12-02), 45.9 min: world 1.2, evaluators 2.8, sweep
+    # 41.7 (four runs from scratch, two at a time at 1 thread, 19.4-20.2 min each; no-eem 1.7), report 0.2 (README).
+    # A first timing was on course for ~64 min; the two cuts that bring it under the hour: the held-out check drives
+    # 20 of the 110 held-out clips (4 per face; 3.0 -> 0.6 min per run: the protocol scores 36 of them anyway) and
+    # the audio row below.
     Preset("study", _SMOKE_MODEL, dataclasses.replace(_smoke_training(_SMOKE_MODEL, "study"), held_out_clips=20),
            # 400 mouth steps on the coefficient loss alone. Held-out jaw r of the predictor (smoke world, smoke full's
            # heads, 2026-12-02): 150 steps -0.05 with the release's reconstruction L1 (3.2 s/step), -0.24 without;
