@@ -10,6 +10,8 @@ of disentanglement.json: with its per-tuple movement and reference, tuples are r
 same tuples drive every variant); without them there is one number per run and no CI (`no CI`). A
 disentanglement claim is `not readable` while full itself does not follow every driver (responsiveness,
 the leakage diagonal, below 0.5 for some factor): low leakage then only means the output ignores its drivers.
+Protocols that read the truth through the readers (`cross_driving.reference` "reader") put 1 where the output
+moves as much as the world's own render of the truth does, so the readers' gain does not count against full.
 
 The paper's ablation table is audio-driven (EDTalk-A): where a protocol's runs were scored in the audio setting
 too, the per-clip claims read that table, and leakage/responsiveness the video-driven one (the cross-driving

@@ -170,12 +170,13 @@ def disentanglement_section(runs: list[dict]) -> dict | None:
     from reports import plots
 
     heatmaps, transfer, geometry = [], {}, {}
-    variants = []
+    variants, floor = [], None
     for label, group in _by_variant(_unique_dirs(runs)).items():
         docs = [r["extras"]["disentanglement"] for r in group if r["extras"].get("disentanglement")]
         if not docs:
             continue
         variants.append(label)
+        floor = floor or next((d["reader_floor"] for d in docs if _leakage_labels(d.get("reader_floor"))), None)
         mats, labels = [], None
         for d in docs:
             got = _leakage_labels(d.get("leakage"))
@@ -192,8 +193,11 @@ def disentanglement_section(runs: list[dict]) -> dict | None:
             png = plots.heatmap(m.tolist(), labels, labels, f"{label}: leakage ({seeds})",
                                 xlabel="factor measured", ylabel="driver swapped", vmin=0.0, vmax=vmax,
                                 cmap="magma")
+            in_reader_units = all(d.get("reference") == "reader" for d in docs)
             caption = (f"mean off-diagonal leakage {fmt_value(off_mean)} (0 = independent); "
-                       "diagonal = responsiveness (1 = follows its driver)")
+                       "diagonal = responsiveness (1 = follows its driver"
+                       + (" as much as the world's own render of the truth, read by the same readers)"
+                          if in_reader_units else ", measured against the drivers' ground truth)"))
             heatmaps.append(_figure(label, png, caption))
         for part, store in (("transfer", transfer), ("bank_geometry", geometry)):
             flat: dict[str, list[Any]] = {}
@@ -204,6 +208,13 @@ def disentanglement_section(runs: list[dict]) -> dict | None:
                 store.setdefault(k, {})[label] = _mean_of(vs)
     if not variants:
         return None
+    if floor is not None:  # the same tuples drawn by the world's renderer: what the readers leak by themselves
+        labels, m = _leakage_labels(floor)
+        png = plots.heatmap(m, labels, labels, "perfect render: the readers' floor", xlabel="factor measured",
+                            ylabel="driver swapped", vmin=0.0, vmax=max(1.0, float(np.nanmax(m))), cmap="magma")
+        heatmaps.append(_figure("readers' floor", png, "the world's render of each tuple's ground truth, read by "
+                                "the same readers: its off-diagonal is leakage the readers add, which no model can "
+                                "go below"))
 
     def table(store: dict) -> dict | None:
         if not store:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import csv
+import io
 import json
 from dataclasses import dataclass
 from functools import lru_cache
@@ -11,8 +12,10 @@ import numpy as np
 
 from benchmarks import media
 from benchmarks.datasets.common import parse_names
+from benchmarks.synthetic.world import make_identity, render_factors
 from benchmarks.synthetic.writer import clip_paths
 from metrics.errors import InputError
+from metrics.utils import atomic_write_bytes
 
 
 @dataclass(frozen=True)
@@ -58,13 +61,48 @@ class SyntheticWorld:
         return [c for c in self._clips if split is None or c.split == split]
 
     def _read_frames(self, clip: SyntheticClip) -> np.ndarray:
-        return media.read_video(clip.video).frames
+        # Decoded frames are kept beside the world (features/frames/, ~0.6 MB a clip at 64 px): every run of a
+        # sweep reads every clip (training data, the audio stage, scoring), and decoding is 0.2 s a clip on a CPU.
+        # The file name carries the video's size and mtime, so a rewritten video is decoded afresh; a world on a
+        # read-only disk is decoded every time.
+        st = clip.video.stat()
+        cached = self.root / "features" / "frames" / f"{clip.name.replace('#', '_')}-{st.st_size}-{st.st_mtime_ns}.npy"
+        if cached.is_file():
+            try:
+                return np.load(cached, allow_pickle=False)
+            except (OSError, ValueError):  # a damaged file: decode again and replace it
+                pass
+        frames = media.read_video(clip.video).frames
+        try:
+            buf = io.BytesIO()
+            np.save(buf, frames, allow_pickle=False)
+            atomic_write_bytes(cached, buf.getvalue())
+        except OSError:
+            pass
+        return frames
 
     def frames(self, clip: SyntheticClip) -> np.ndarray:
         return self._frames(clip)
 
     def audio(self, clip: SyntheticClip) -> np.ndarray:
         return media.read_audio(clip.audio, self.meta["sample_rate"])
+
+    def render_truth(self, source: SyntheticClip, drivers: dict, n_frames: int) -> np.ndarray:
+        """What a perfect cross-driving model makes: `source`'s face drawn by the world's own renderer with the
+        ground truth of drivers["mouth"] (mouth), drivers["pose"] (head pose) and drivers["expression"]
+        (expression and blinks), first `n_frames` frames, uint8 (T, H, W, 3). Not passed through the video
+        codec, like a model's output. The disentanglement metrics read it to put their reference in the
+        readers' units (metrics.disentanglement.evaluate_disentanglement)."""
+        ident = make_identity(int(self.meta["seed"]), int(source.identity[1:]) - 1)
+        if ident.name != source.identity:
+            raise InputError(f"identity {source.identity} is not the world's face #{source.identity[1:]} (seed "
+                             f"{self.meta['seed']} makes {ident.name}); this world cannot render its ground truth")
+        gt = {f: self.ground_truth(drivers[f]) for f in ("mouth", "pose", "expression")}
+        n = int(n_frames)
+        frames, _ = render_factors(ident, gt["mouth"]["mouth"][:n], gt["pose"]["pose"][:n],
+                                   gt["expression"]["expression"][:n], gt["expression"]["blink"][:n],
+                                   int(self.meta["size"]))
+        return frames
 
     def ground_truth(self, clip: SyntheticClip) -> dict:
         with np.load(clip.groundtruth, allow_pickle=False) as z:

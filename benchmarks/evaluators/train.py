@@ -142,7 +142,8 @@ def train_image_net(kind: str, split: Split, cfg: EvaluatorConfig, seed: int, de
         a = np.c_[(split.landmarks / s * 2 - 1).reshape(len(split.landmarks), -1), np.ones(len(split.landmarks))]
         w = np.linalg.solve(a.T @ a + cfg.pose_ridge * np.eye(a.shape[1]), a.T @ (split.pose / POSE_SCALE))
         net.geometry.copy_(torch.from_numpy(w.astype(np.float32)))
-    steps = {"landmarks": cfg.landmark_steps, "pose": cfg.pose_steps, "emotion": cfg.emotion_steps,
+    steps = {"landmarks": cfg.landmark_steps, "pose": cfg.pose_steps,
+             "emotion": max(cfg.emotion_steps, math.ceil(cfg.emotion_epochs * len(frames) / cfg.batch_size)),
              "identity": cfg.identity_steps}[kind]
 
     def loss_fn():

@@ -19,7 +19,7 @@ def sibling_file(results: Path, kind: str) -> Path:
 
 def evaluate_protocol(protocol: str, out, *, method=None, videos=None, data=None, metrics=None,
                       device=None, progress: bool = True, disentanglement: bool = True,
-                      n_tuples: int = 6, lists=None, real_options: dict | None = None) -> dict:
+                      lists=None, real_options: dict | None = None) -> dict:
     """Score a method or a folder of generated videos (`videos`) under `protocol`.
 
     `method(world)` builds the method for the protocol's world: a callable `case -> uint8 frames`,
@@ -84,11 +84,9 @@ def evaluate_protocol(protocol: str, out, *, method=None, videos=None, data=None
     if generate is not None and disentanglement and not sibling_file(out, "disentanglement").exists():
         from metrics.disentanglement import bank_geometry_of, evaluate_disentanglement
 
-        # Quick protocols (a clip cap) use fewer, shorter tuples: 4 model calls per tuple add up on a CPU.
-        quick = proto.max_clips is not None
-        d = evaluate_disentanglement(generate, world, LandmarkReaders(world, ev),
-                                     n_tuples=min(n_tuples, 4) if quick else n_tuples, seed=0, split=proto.split,
-                                     max_frames=25 if quick else None)
+        cd = proto.cross_driving
+        d = evaluate_disentanglement(generate, world, LandmarkReaders(world, ev), n_tuples=cd["tuples"], seed=0,
+                                     split=proto.split, max_frames=cd["max_frames"], reference=cd["reference"])
         try:
             d["bank_geometry"] = bank_geometry_of(getattr(method, "model", None)).to_dict()
         except InputError as exc:  # a variant with every bank off or direct has no bases to measure

@@ -92,6 +92,19 @@ class Clip:
     ground_truth: dict
 
 
+def render_factors(ident: Identity, mouth: np.ndarray, pose: np.ndarray, expression: np.ndarray,
+                   blink: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Frames of `ident` with the given per-frame factors (mouth (T,3), pose (T,3) degrees, expression
+    (T,6), blink (T,)): uint8 (T, size, size, 3) and the landmarks (T, 68, 2) they were drawn from."""
+    n = len(mouth)
+    frames = np.empty((n, size, size, 3), np.uint8)
+    landmarks = np.empty((n, 68, 2), np.float32)
+    for i in range(n):
+        landmarks[i] = project(deform(ident.template, mouth[i], expression[i], float(blink[i])), pose[i], size)
+        frames[i] = render(landmarks[i], ident.appearance, pose[i], size)
+    return frames, landmarks
+
+
 def generate_clip(identity: int | Identity, emotion: str, level: int, n_frames: int, size: int, seed: int,
                   world_seed: int = 0) -> Clip:
     """One clip, fully determined by its arguments."""
@@ -106,13 +119,7 @@ def generate_clip(identity: int | Identity, emotion: str, level: int, n_frames: 
     wobble = 0.08 * np.sin(2 * np.pi * r.uniform(0.1, 0.3) * np.arange(n_frames) / FPS)[:, None]
     expression = (expr_base[None] * (1 + wobble)).astype(np.float32)
     blink = blinks(r, n_frames)
-    frames = np.empty((n_frames, size, size, 3), np.uint8)
-    landmarks = np.empty((n_frames, 68, 2), np.float32)
-    for i in range(n_frames):
-        pts = deform(ident.template, mouth[i], expression[i], float(blink[i]))
-        lm = project(pts, pose[i], size)
-        landmarks[i] = lm
-        frames[i] = render(lm, ident.appearance, pose[i], size)
+    frames, landmarks = render_factors(ident, mouth, pose, expression, blink, size)
     gt = {"pose": pose, "mouth": mouth, "expression": expression, "landmarks": landmarks,
           "phoneme": phoneme.astype(np.int16), "blink": blink, "emotion": emotion,
           "emotion_index": EMOTIONS.index(emotion), "level": level, "identity": ident.name}
@@ -120,4 +127,4 @@ def generate_clip(identity: int | Identity, emotion: str, level: int, n_frames: 
 
 
 __all__ = ["EXPRESSION_AXES", "EMOTIONS", "SAMPLE_RATE", "FPS", "Identity", "Clip", "make_identity", "generate_clip",
-           "GENERATOR_VERSION"]
+           "render_factors", "GENERATOR_VERSION"]

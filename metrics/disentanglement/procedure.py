@@ -71,7 +71,8 @@ def _softmax(x: np.ndarray) -> np.ndarray:
 
 
 def evaluate_disentanglement(model_fn: Callable, world, readers, n_tuples: int = 8, seed: int = 0,
-                             split: str | None = "test", max_frames: int | None = None) -> dict:
+                             split: str | None = "test", max_frames: int | None = None,
+                             reference: str = "reader") -> dict:
     """Cross-driving disentanglement of a model over clips of a synthetic world.
 
     Procedure:
@@ -87,8 +88,21 @@ def evaluate_disentanglement(model_fn: Callable, world, readers, n_tuples: int =
          posterior, whose truth is the one-hot emotion of the expression driver.
       5. transfer: `transfer_errors` on base outputs vs their drivers' truth (mouth, pose) and
          `emotion_accuracy` of the base outputs' emotion vs the expression driver's label;
-         leakage: `leakage_matrix(reference="driver")`; identity: `identity_across_outputs` of
-         readers.identity(source[None]).mean(0) vs readers.identity(output) for all four outputs.
+         leakage: `leakage_matrix(reference="driver")` with the drivers' truth in the readers' units
+         (below); identity: `identity_across_outputs` of readers.identity(source[None]).mean(0) vs
+         readers.identity(output) for all four outputs.
+
+    The leakage reference (`reference`):
+      "reader" (default): the truth is *read*: the world draws the source with ground-truth factors
+         (`world.render_truth(source, drivers, T)`) and the same readers measure it. ref[n,c,m] is how much
+         reader m moves when factor m of that render is taken from driver c's replacement instead of
+         driver c. So a perfect model scores 1 on the diagonal whatever the readers' gain: a regressor
+         that reads 40% of the mouth's true movement, or a soft emotion posterior, no longer caps
+         responsiveness. "reader_floor" is the matrix of those renders themselves: diagonal 1, and
+         off-diagonal the leakage the readers add (a pose change that moves the mouth reading), which no
+         model can go below.
+      "truth": the drivers' ground truth as numbers (mouth, pose in the world's units; expression as the
+         one-hot emotion), for worlds that cannot render; responsiveness then includes the readers' gain.
 
     Args:
         model_fn: (source uint8 (H,W,3), mouth_frames, pose_frames, expression_frames uint8
@@ -103,8 +117,14 @@ def evaluate_disentanglement(model_fn: Callable, world, readers, n_tuples: int =
         JSON-able dict: {"n_tuples", "n_frames", "seed", "split", "tuples": [clip names],
         "transfer": {"mouth": {...}, "pose": {...}, "expression": {"accuracy"}},
         "leakage": {"labels", "matrix", "off_diagonal_mean", "diagonal_mean", "movement", "reference",
-        "reference_mode", "n_tuples"}, "identity": {"mean", "min", "std", "per_output", "n"}}.
+        "reference_mode", "n_tuples"}, "identity": {"mean", "min", "std", "per_output", "n"},
+        "reference": "reader" | "truth", and with "reader" "reader_floor" (a leakage dict)}.
     """
+    if reference not in ("reader", "truth"):
+        raise InputError(f"reference must be 'reader' or 'truth', not {reference!r}")
+    if reference == "reader" and not callable(getattr(world, "render_truth", None)):
+        raise InputError("reference='reader' needs a world that renders its ground truth (world.render_truth); "
+                         "pass reference='truth' for this world")
     if int(n_tuples) < 1:
         raise InputError(f"n_tuples must be at least 1, not {n_tuples}")
     for name in ("mouth", "pose", "emotion", "identity"):
@@ -123,11 +143,11 @@ def evaluate_disentanglement(model_fn: Callable, world, readers, n_tuples: int =
         n_frames = min(n_frames, int(max_frames))
     if n_frames < 1:
         raise InputError("the sampled clips have no frames")
-    scores = _CrossDriving(model_fn, world, readers, n_frames).run(tuples)
+    scores = _CrossDriving(model_fn, world, readers, n_frames).run(tuples, read_truth=reference == "reader")
     names = [{"source": t["source"].name, **{f: t["drivers"][f].name for f in FACTORS},
               "replacements": {f: t["replacements"][f].name for f in FACTORS}} for t in tuples]
     return to_jsonable({"n_tuples": len(tuples), "n_frames": n_frames, "seed": seed, "split": split,
-                        "tuples": names, **scores})
+                        "tuples": names, "reference": reference, **scores})
 
 
 class _CrossDriving:
@@ -177,10 +197,32 @@ class _CrossDriving:
         onehot[0, t["emotion_index"]] = 1.0
         return {"mouth": t["mouth"], "pose": t["pose"], "expression": onehot}
 
-    def run(self, tuples: list[dict]) -> dict:
+    def read_truth(self, tup: dict) -> tuple[dict, dict, dict, dict]:
+        """The world's render of the tuple's truth, read: base[m], swapped[c][m] (c's driver replaced), and the
+        reference pair truth_base[c][m] / truth_swapped[c][m] (factor m taken from driver c / its replacement,
+        the others from the base drivers). Each distinct assignment is rendered and read once."""
+        src, drv, rep = tup["source"], tup["drivers"], tup["replacements"]
+        seen: dict[tuple, dict] = {}
+
+        def read(assign: dict) -> dict:
+            key = tuple(assign[f].name for f in FACTORS)
+            if key not in seen:
+                seen[key] = self.measure(np.asarray(self.world.render_truth(src, assign, self.n_frames)))
+            return seen[key]
+
+        base = read(drv)
+        swapped = {c: read({**drv, c: rep[c]}) for c in FACTORS}
+        t_base = {c: {m: read({**drv, m: drv[c]})[m] for m in FACTORS} for c in FACTORS}
+        t_swap = {c: {m: read({**drv, m: rep[c]})[m] for m in FACTORS} for c in FACTORS}
+        return ({m: base[m] for m in FACTORS}, {c: {m: swapped[c][m] for m in FACTORS} for c in FACTORS},
+                t_base, t_swap)
+
+    def run(self, tuples: list[dict], read_truth: bool = True) -> dict:
         """Generate and read every output of every tuple; score transfer, leakage and identity."""
         base: dict[str, list] = {f: [] for f in FACTORS}
         swapped, t_base, t_swap = ({c: {m: [] for m in FACTORS} for c in FACTORS} for _ in range(3))
+        floor_base: dict[str, list] = {f: [] for f in FACTORS}
+        floor_swapped = {c: {m: [] for m in FACTORS} for c in FACTORS}
         logits, labels, src_emb = [], [], []
         id_out: dict[str, list] = {"base": [], **{f"swap_{c}": [] for c in FACTORS}}
         for tup in tuples:
@@ -194,15 +236,25 @@ class _CrossDriving:
             logits.append(meas["logits"])
             labels.append(self.truth(drv["expression"])["emotion_index"])
             id_out["base"].append(meas["identity"])
+            if read_truth:
+                r_base, r_swapped, old, new = self.read_truth(tup)
+                if r_base["expression"].shape != meas["expression"].shape:
+                    raise InputError(_LOGITS_DIFFER)
+                for m in FACTORS:
+                    floor_base[m].append(r_base[m])
             for c in FACTORS:
                 sw = self.measure(self.generate(source, {**drv, c: tup["replacements"][c]}))
                 if sw["logits"].shape[0] != n_classes:
                     raise InputError(_LOGITS_DIFFER)
-                old, new = self.truth_factors(drv[c], n_classes), self.truth_factors(tup["replacements"][c], n_classes)
+                if not read_truth:
+                    old = {c: self.truth_factors(drv[c], n_classes)}
+                    new = {c: self.truth_factors(tup["replacements"][c], n_classes)}
                 for m in FACTORS:
                     swapped[c][m].append(sw[m])
-                    t_base[c][m].append(old[m])
-                    t_swap[c][m].append(new[m])
+                    t_base[c][m].append(old[c][m])
+                    t_swap[c][m].append(new[c][m])
+                    if read_truth:
+                        floor_swapped[c][m].append(r_swapped[c][m])
                 id_out[f"swap_{c}"].append(sw["identity"])
         try:
             logits_arr = np.stack(logits)
@@ -220,4 +272,8 @@ class _CrossDriving:
         leak = leakage_matrix({f: np.stack(base[f]) for f in FACTORS}, stacked(swapped), stacked(t_base),
                               stacked(t_swap))
         ident = identity_across_outputs(np.stack(src_emb), id_out)
-        return {"transfer": transfer, "leakage": leak.to_dict(), "identity": ident.to_dict()}
+        out = {"transfer": transfer, "leakage": leak.to_dict(), "identity": ident.to_dict()}
+        if read_truth:
+            out["reader_floor"] = leakage_matrix({f: np.stack(floor_base[f]) for f in FACTORS}, stacked(floor_swapped),
+                                                 stacked(t_base), stacked(t_swap)).to_dict()
+        return out

@@ -38,6 +38,41 @@ def test_same_seed_same_world_and_files_decode_as_described(worlds):
         parse_clip_name(ca.name)
 
 
+def test_render_truth_draws_the_source_with_each_drivers_factors(worlds):
+    from benchmarks.synthetic.world import generate_clip, make_identity
+
+    w = worlds[0]
+    a = w.clips()[0]
+    b = next(c for c in w.clips() if c.identity != a.identity)
+    # every factor from the clip itself: the clip as generated, before the video codec
+    own = w.render_truth(a, dict.fromkeys(("mouth", "pose", "expression"), a), a.n_frames)
+    ident = make_identity(5, int(a.identity[1:]) - 1)
+    raw = generate_clip(ident, a.emotion, a.level, a.n_frames, 64, seed=5 * 7919 + 1, world_seed=5).frames
+    assert np.array_equal(own, raw)
+    assert np.abs(own.astype(int) - w.frames(a).astype(int)).mean() < 5.0  # the stored H.264 frames (lossy)
+    # a's face with b's pose: b's head turns, a's colours stay
+    posed = w.render_truth(a, {"mouth": a, "pose": b, "expression": a}, 5)
+    assert posed.shape == (5, 64, 64, 3) and not np.array_equal(posed, own[:5])
+    assert np.abs(posed.mean((0, 1, 2)) - own[:5].mean((0, 1, 2))).max() < 8
+    b_itself = w.render_truth(b, dict.fromkeys(("mouth", "pose", "expression"), b), 5)
+    assert np.abs(posed.astype(int) - b_itself).mean() > 10
+
+
+def test_decoded_frames_are_kept_beside_the_world_and_redone_when_the_video_changes(worlds):
+    import os
+
+    a = worlds[1].clips()[0]
+    decoded = media.read_video(a.video).frames
+    first = SyntheticWorld(worlds[1].root).frames(a)  # a fresh reader: no in-memory cache
+    kept = sorted((worlds[1].root / "features" / "frames").glob(a.name.replace("#", "_") + "-*.npy"))
+    assert len(kept) == 1 and np.array_equal(first, decoded)
+    assert np.array_equal(SyntheticWorld(worlds[1].root).frames(a), decoded)  # read back from the kept file
+    st = a.video.stat()
+    os.utime(a.video, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))  # "rewritten": decoded afresh, kept anew
+    assert np.array_equal(SyntheticWorld(worlds[1].root).frames(a), decoded)
+    assert len(list((worlds[1].root / "features" / "frames").glob(a.name.replace("#", "_") + "-*.npy"))) == 2
+
+
 def test_resume_skips_finished_clips_and_refuses_another_world(worlds, tmp_path):
     wa, _ = worlds
     mtimes = {c.name: c.video.stat().st_mtime_ns for c in wa.clips()}

@@ -318,6 +318,13 @@ def world(tmp_path_factory):
     w = SyntheticWorld(synthesize_world(tmp_path_factory.mktemp("world"), preset, seed=3))
     # a perfect face reader for the world's own frames: frame 0 of each clip -> that clip
     w.by_first_frame = {w.frames(c)[0].tobytes(): c for c in w.clips()}
+
+    def render_truth(source, drivers, n_frames):  # the world's truth, drawn in the fake models' encoding
+        gt = {f: w.ground_truth(c) for f, c in drivers.items()}
+        return encode(n_frames, 64, gt["mouth"]["mouth"][:n_frames], gt["pose"]["pose"][:n_frames],
+                      gt["expression"]["emotion_index"], embedding(source.identity))
+
+    w.render_truth = render_truth
     return w
 
 
@@ -385,6 +392,12 @@ def test_evaluate_oracle(world):
     assert res["transfer"]["expression"]["accuracy"] == 1.0
     np.testing.assert_allclose(res["leakage"]["matrix"], np.eye(3), atol=1e-6)
     assert res["leakage"]["labels"] == list(FACTORS) and res["leakage"]["off_diagonal_mean"] < 1e-6
+    assert res["reference"] == "reader"
+    np.testing.assert_allclose(res["reader_floor"]["matrix"], np.eye(3), atol=1e-6)  # exact readers add nothing
+    by_truth = evaluate_disentanglement(make_model(world, "oracle"), world, Readers(world), n_tuples=6, seed=1,
+                                        reference="truth")
+    assert "reader_floor" not in by_truth and by_truth["reference"] == "truth"
+    np.testing.assert_allclose(by_truth["leakage"]["matrix"], res["leakage"]["matrix"], atol=1e-6)
     assert res["identity"]["mean"] == pytest.approx(1.0) and res["identity"]["min"] == pytest.approx(1.0)
     again = evaluate_disentanglement(make_model(world, "oracle"), world, Readers(world), n_tuples=6, seed=1)
     assert again["tuples"] == res["tuples"]
@@ -408,6 +421,32 @@ def test_evaluate_copy_pose_and_ignored_mouth(world):
     assert ig["leakage"]["off_diagonal_mean"] < 1e-6
 
 
+class BlurryReaders(Readers):
+    """Readers as weak as trained ones: the mouth reading keeps 40% of the mouth's movement and picks up 0.05 of
+    the head pose (a turned head changes the mouth's outline); the emotion posterior is soft."""
+
+    def mouth(self, frames):
+        v = self._vals(frames)
+        return 0.4 * v[:, 0:3] + 0.05 * v[:, 3:6]
+
+    def emotion(self, frames):
+        return 0.5 * np.eye(8)[int(round(self._vals(frames)[0, 6]))]
+
+
+def test_reader_reference_removes_the_readers_gain_and_states_their_leakage(world):
+    oracle = make_model(world, "oracle")
+    by_truth = evaluate_disentanglement(oracle, world, BlurryReaders(world), n_tuples=6, seed=1, reference="truth")
+    by_reader = evaluate_disentanglement(oracle, world, BlurryReaders(world), n_tuples=6, seed=1)
+    d_truth = np.diagonal(np.array(by_truth["leakage"]["matrix"]))
+    assert d_truth[0] < 0.5 and d_truth[2] < 0.2  # measured against the truth, a perfect model looks unresponsive
+    np.testing.assert_allclose(np.diagonal(np.array(by_reader["leakage"]["matrix"])), 1.0, atol=1e-6)
+    floor = np.array(by_reader["reader_floor"]["matrix"])
+    np.testing.assert_allclose(floor, by_reader["leakage"]["matrix"], atol=1e-6)  # the oracle sits on the floor
+    assert floor[1, 0] > 0.05 and floor[0, 1] < 1e-6 and floor[2, 0] < 1e-6  # pose leaks into the mouth reading
+    ig = evaluate_disentanglement(make_model(world, "ignore_mouth"), world, BlurryReaders(world), n_tuples=6, seed=1)
+    assert np.array(ig["leakage"]["matrix"])[0, 0] == 0.0
+
+
 def test_evaluate_validation(world):
     readers = Readers(world)
     with pytest.raises(InputError) as e:
@@ -427,3 +466,16 @@ def test_evaluate_validation(world):
     assert "readers.pose" in one_line(e)
     with pytest.raises(InputError):
         evaluate_disentanglement(make_model(world, "oracle"), world, readers, split="train")
+
+    class Unrendered:  # a world without render_truth: only the truth reference applies
+        def __init__(self, w):
+            self.clips, self.frames, self.ground_truth = w.clips, w.frames, w.ground_truth
+
+    with pytest.raises(InputError) as e:
+        evaluate_disentanglement(make_model(world, "oracle"), Unrendered(world), readers, n_tuples=1)
+    assert "reference='truth'" in one_line(e)
+    res = evaluate_disentanglement(make_model(world, "oracle"), Unrendered(world), readers, n_tuples=2,
+                                   reference="truth")
+    np.testing.assert_allclose(res["leakage"]["matrix"], np.eye(3), atol=1e-6)
+    with pytest.raises(InputError):
+        evaluate_disentanglement(make_model(world, "oracle"), world, readers, n_tuples=1, reference="driver")

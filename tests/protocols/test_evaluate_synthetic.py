@@ -3,6 +3,7 @@ evaluators, resumable, with confusion and disentanglement files, rendered by the
 import dataclasses
 import json
 
+import numpy as np
 import pytest
 import torch
 
@@ -46,6 +47,9 @@ def test_evaluate_run_writes_results_confusion_and_disentanglement(world_and_run
     assert sum(map(sum, conf["matrix"])) == 8
     dis = json.loads((run / "disentanglement.json").read_text())
     assert len(dis["leakage"]["matrix"]) == 3 and dis["bank_geometry"]["orthonormality_error"] < 1e-4
+    # the protocol's cross-driving: its tuples, with the reference read from the world's render of the truth
+    assert dis["n_tuples"] == 4 and dis["n_frames"] <= 25 and dis["reference"] == "reader"
+    assert np.allclose(np.diagonal(np.array(dis["reader_floor"]["matrix"], dtype=float)), 1.0)
     # Re-evaluating reads the finished rows instead of recomputing: identical aggregates.
     again = score_run("synthetic-smoke", out, run, data=world, progress=False)
     assert again["aggregates"] == res["aggregates"]
