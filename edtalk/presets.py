@@ -68,9 +68,9 @@ def _study_training(model: ModelConfig) -> TrainConfig:
     # Smoke's recipe with a longer stage 2 (400 steps at lr 0.006, was 50 at 0.002). Responsiveness of the study's
     # full-s0 (stages 0-1 kept, stage 2 retrained; 8 cross-driving tuples of synthetic-study@2, mouth / pose /
     # expression, 2026-12-02): 50 steps 0.30 / 0.66 / 0.06; 400 at 0.002 0.76 / 0.70 / 0.07; 400 at 0.006
-    # 0.59 / 0.65 / 0.20; 400 at 0.02 0.49 / 0.66 / 0.13; 400 at 0.006 with the decoder trainable 1.30 / 0.63 /
-    # 0.09; stages 0-1 on neutral targets only (expression left to stage 2, as the release's HDTF stage 1)
-    # 0.11 / 0.02 / 0.14. About 2.7 more minutes a run. The held-out check drives 20 of the 110 held-out clips
+    # 0.59 / 0.65 / 0.20; 400 at 0.02 0.49 / 0.66 / 0.13. Read with the earlier 300-step emotion net: 400 at 0.006
+    # with the decoder trainable 1.30 / 0.63 / 0.09; stages 0-1 on neutral targets only (expression left to stage 2,
+    # as the release's HDTF stage 1) 0.11 / 0.02 / 0.14. About 2.7 more minutes a run. The held-out check drives 20 of the 110 held-out clips
     # (4 per face; 3.0 -> 0.6 min a run; the protocol scores 36 of them anyway).
     cfg = _smoke_training(model, "study")
     stages = [dataclasses.replace(s, iterations=400, lr=0.006) if s.name == "expression" else s for s in cfg.stages]
