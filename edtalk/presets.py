@@ -70,8 +70,9 @@ def _study_training(model: ModelConfig) -> TrainConfig:
     # expression, 2026-12-02): 50 steps 0.30 / 0.66 / 0.06; 400 at 0.002 0.76 / 0.70 / 0.07; 400 at 0.006
     # 0.59 / 0.65 / 0.20; 400 at 0.02 0.49 / 0.66 / 0.13. Read with the earlier 300-step emotion net: 400 at 0.006
     # with the decoder trainable 1.30 / 0.63 / 0.09; stages 0-1 on neutral targets only (expression left to stage 2,
-    # as the release's HDTF stage 1) 0.11 / 0.02 / 0.14. About 2.7 more minutes a run. The held-out check drives 20 of the 110 held-out clips
-    # (4 per face; 3.0 -> 0.6 min a run; the protocol scores 36 of them anyway).
+    # as the release's HDTF stage 1) 0.11 / 0.02 / 0.14. Stage 2 then takes 2.5 min a run (measured in the study).
+    # The held-out check drives 20 of the 110 held-out clips (4 per face; 3.0 -> 0.6 min a run; the protocol
+    # scores 36 of them anyway).
     cfg = _smoke_training(model, "study")
     stages = [dataclasses.replace(s, iterations=400, lr=0.006) if s.name == "expression" else s for s in cfg.stages]
     return dataclasses.replace(cfg, stages=stages, held_out_clips=20)
@@ -108,8 +109,8 @@ PRESETS: dict[str, Preset] = {p.name: p for p in [
     # ground-truth row (each metric's ceiling). The paper's setting is EDTalk-A: the audio row trains the
     # mouth predictor per run from that run's own heads (targets "model"; pose and expression from the clip);
     # the sweep scores both settings (EDTalk-A into results-audio.json, EDTalk-V into results.json).
-    # Budget: measured from a clean clone on 2 quiet cores (2026-12-02), 45.9 min: world 1.2, evaluators 2.8, sweep
-    # 41.7 (four runs from scratch, two at a time at 1 thread, 19.4-20.2 min each; no-eem 1.7), report 0.2 (README).
+    # Budget: measured from a clean clone on 2 quiet cores (2026-12-02), 53.4 min: world 1.4, evaluators 3.8, sweep
+    # 47.9 (four runs from scratch, two at a time at 1 thread, 21.4-23.6 min each; no-eem 2.7), report 0.2 (README).
     # A first timing was on course for ~64 min; the two cuts that brought it under the hour: the held-out check
     # (_study_training) and the audio row below.
     Preset("study", _SMOKE_MODEL, _study_training(_SMOKE_MODEL),
