@@ -103,10 +103,9 @@ PRESETS: dict[str, Preset] = {p.name: p for p in [
     # study: the paper's ablation table (full, no-banks, no-orthogonality, no-eem) tested with power on 2 CPU
     # cores in an hour (issue 19). The model and training recipe are smoke's (the only recipe measured to
     # learn held-out motion at this cost) with a longer stage 2 (_study_training); what changes is the evidence:
-    # 36 test clips of 5 held-out faces
-    # covering every emotion at every intensity (benchmarks.synthetic.writer.PRESETS, protocol
-    # synthetic-study), full trained twice (its seed-to-seed spread is the yardstick of every effect) and a
-    # ground-truth row (each metric's ceiling). The paper's setting is EDTalk-A: the audio row trains the
+    # 36 test clips of 5 held-out faces covering every emotion at every intensity (benchmarks.synthetic.writer.
+    # PRESETS, protocol synthetic-study), full trained twice (its seed-to-seed spread is the yardstick of every
+    # effect) and a ground-truth row (each metric's ceiling). The paper's setting is EDTalk-A: the audio row trains the
     # mouth predictor per run from that run's own heads (targets "model"; pose and expression from the clip);
     # the sweep scores both settings (EDTalk-A into results-audio.json, EDTalk-V into results.json).
     # Budget: measured from a clean clone on 2 quiet cores (2026-12-02), 53.4 min: world 1.4, evaluators 3.8, sweep

@@ -198,9 +198,9 @@ class _CrossDriving:
         return {"mouth": t["mouth"], "pose": t["pose"], "expression": onehot}
 
     def read_truth(self, tup: dict) -> tuple[dict, dict, dict, dict]:
-        """The world's render of the tuple's truth, read: base[m], swapped[c][m] (c's driver replaced), and the
-        reference pair truth_base[c][m] / truth_swapped[c][m] (factor m taken from driver c / its replacement,
-        the others from the base drivers). Each distinct assignment is rendered and read once."""
+        """The world's render of the tuple's truth, read: base (`measure`'s dict), swapped[c] (c's driver
+        replaced), and the reference pair truth_base[c][m] / truth_swapped[c][m] (factor m taken from driver c /
+        its replacement, the others from the base drivers). Each distinct assignment is rendered and read once."""
         src, drv, rep = tup["source"], tup["drivers"], tup["replacements"]
         seen: dict[tuple, dict] = {}
 
@@ -214,8 +214,7 @@ class _CrossDriving:
         swapped = {c: read({**drv, c: rep[c]}) for c in FACTORS}
         t_base = {c: {m: read({**drv, m: drv[c]})[m] for m in FACTORS} for c in FACTORS}
         t_swap = {c: {m: read({**drv, m: rep[c]})[m] for m in FACTORS} for c in FACTORS}
-        return ({m: base[m] for m in FACTORS}, {c: {m: swapped[c][m] for m in FACTORS} for c in FACTORS},
-                t_base, t_swap)
+        return base, swapped, t_base, t_swap
 
     def run(self, tuples: list[dict], read_truth: bool = True) -> dict:
         """Generate and read every output of every tuple; score transfer, leakage and identity."""
@@ -242,13 +241,13 @@ class _CrossDriving:
                     raise InputError(_LOGITS_DIFFER)
                 for m in FACTORS:
                     floor_base[m].append(r_base[m])
+            else:  # truth_factors of c's driver / replacement: the same for every measured factor m
+                old = {c: self.truth_factors(drv[c], n_classes) for c in FACTORS}
+                new = {c: self.truth_factors(tup["replacements"][c], n_classes) for c in FACTORS}
             for c in FACTORS:
                 sw = self.measure(self.generate(source, {**drv, c: tup["replacements"][c]}))
                 if sw["logits"].shape[0] != n_classes:
                     raise InputError(_LOGITS_DIFFER)
-                if not read_truth:
-                    old = {c: self.truth_factors(drv[c], n_classes)}
-                    new = {c: self.truth_factors(tup["replacements"][c], n_classes)}
                 for m in FACTORS:
                     swapped[c][m].append(sw[m])
                     t_base[c][m].append(old[c][m])
