@@ -22,6 +22,11 @@ spread of `full` over its seeds (max − min of the per-seed values: an effect s
 a retraining's luck), and the ground-truth row's value, the metric's ceiling. A metric where `full` sits
 at the ceiling (its mean inside the ground truth's CI, or beyond it) is flagged "saturated: cannot show a
 drop": the protocol cannot register a loss there, whatever the variant does.
+
+An emotion-accuracy claim tests the expression path only if full's output takes the emotion of its expression
+driver. Where it does not (full's cross-driving emotion accuracy in disentanglement.json at or below chance), the
+row says so: Acc_emo of a self-reenactment then rests on the emotion the source frame already shows. This is said
+beside the verdict, which stays what the test gives.
 """
 from __future__ import annotations
 
@@ -37,7 +42,7 @@ from reports.collect import SETTING_NAMES
 from reports.tables import REFERENCE, Table, _per_case
 
 __all__ = ["Claim", "CLAIMS", "GROUND_TRUTH_LABEL", "ClaimResult", "verdict", "evaluate_claims", "claims_section",
-           "saturated_metrics", "unresponsive_factors", "RESPONSIVE_MIN"]
+           "saturated_metrics", "unresponsive_factors", "RESPONSIVE_MIN", "EMOTION_METRICS", "emotion_transfer"]
 
 # The ground truth's row is found by the name its method gives itself.
 GROUND_TRUTH_LABEL = GROUND_TRUTH_NAME
@@ -47,6 +52,8 @@ REPRODUCED, NOT_SIGNIFICANT, OPPOSITE, NO_CI, NOT_MEASURED, NOT_READABLE = (
 # Leakage of a model that follows nothing is low for the wrong reason: a disentanglement claim is read only
 # when full's responsiveness (the leakage matrix's diagonal) reaches this for every factor (issue 19).
 RESPONSIVE_MIN = 0.5
+# Claims on these metrics are read through the expression path; `emotion_transfer` says whether full has one.
+EMOTION_METRICS = ("acc_emo",)
 
 
 @dataclass(frozen=True)
@@ -165,6 +172,32 @@ def unresponsive_factors(full_runs: list[dict]) -> dict[str, float]:
         diag = np.nanmean([np.diagonal(np.array(d["matrix"], dtype=np.float64)) for d in docs], axis=0)
     labels = docs[0].get("labels") or [str(i) for i in range(len(diag))]
     return {str(f): float(v) for f, v in zip(labels, diag, strict=False) if not v >= RESPONSIVE_MIN}
+
+
+def emotion_transfer(full_runs: list[dict]) -> dict | None:
+    """full's cross-driving emotion accuracy (disentanglement.json: the output's emotion vs its expression driver's),
+    averaged over seeds, with its tuples and chance (1 / the emotion classes of the runs' confusion.json); None
+    where the runs lack either."""
+    accs, tuples, classes = [], 0, 0
+    for run in full_runs:
+        extras = run.get("extras") or {}
+        got = (((extras.get("disentanglement") or {}).get("transfer") or {}).get("expression") or {})
+        labels = (extras.get("confusion") or {}).get("labels") or []
+        if isinstance(got.get("accuracy"), (int, float)) and np.isfinite(got["accuracy"]) and labels:
+            accs.append(float(got["accuracy"]))
+            tuples, classes = int(got.get("n_clips") or 0), len(labels)
+    if not accs:
+        return None
+    return {"accuracy": float(np.mean(accs)), "tuples": tuples, "chance": 1.0 / classes, "seeds": len(accs)}
+
+
+def _no_expression_path(transfer: dict | None) -> str:
+    """The note for an emotion claim when full's output does not take its expression driver's emotion."""
+    if transfer is None or transfer["accuracy"] > transfer["chance"]:
+        return ""
+    return (f"full's output does not take its expression driver's emotion (cross-driving accuracy "
+            f"{transfer['accuracy']:.2f} over {transfer['tuples']} tuples, chance {transfer['chance']:.2f}): Acc_emo "
+            "here rests on the source frame's emotion")
 
 
 def _leakage_effect(var_runs: list[dict], full_runs: list[dict], part: str) -> dict:
@@ -329,6 +362,13 @@ def claims_section(tables: list[Table]) -> list[ClaimsView]:
             got = next((r for r in per_table[id(t)] if r.claim is claim), None) if t is not None else None
             if got is not None:
                 rows.append({**_row_view(got), "setting": SETTING_NAMES[t.setting]})
+        # Cross-driving (and so the expression path's test) is in the video-driven table, whichever table a row reads.
+        leak_table = source[True]
+        transfer = emotion_transfer([r for r in leak_table.runs if r["label"] == REFERENCE]) if leak_table else None
+        note = _no_expression_path(transfer)
+        for row in rows:
+            if note and row["metric"] in EMOTION_METRICS:
+                row["why"] = f"{row['why']}; {note}" if row["why"] else note
         clip_table = source[False]
         has_gt = any(r.label == GROUND_TRUTH_LABEL for r in clip_table.rows)
         title = clip_table.protocol_title or clip_table.title

@@ -47,6 +47,13 @@ def _table_page(pdf, title: str, header: list[str], rows: list[list[str]], style
     tab.auto_set_font_size(False)
     tab.set_fontsize(fontsize)
     tab.scale(1.0, 2.6)
+    # A row as tall as its longest cell (a claim's verdict with its note runs to several lines): 1.25 line
+    # heights a line, in the axes' fraction of the page.
+    base, line = tab[0, 0].get_height(), 1.25 * fontsize / 72 / (0.7 * fig.get_figheight())
+    for i, row in enumerate(rows, start=1):
+        lines = max(str(v).count("\n") + 1 for v in row)
+        for j in range(len(header)):
+            tab[i, j].set_height(max(base, (lines + 1) * line))
     for j in range(len(header)):
         tab[0, j].set_facecolor("#eef2f9")
         tab[0, j].set_text_props(weight="bold")
@@ -114,7 +121,9 @@ CLAIMS_NOTE = ("Effect = mean over test cases of (variant − full), each case a
                "bootstrap. Verdict: reproduced (CI excludes 0 in the claimed direction), not significant (contains 0), "
                "opposite (excludes 0 the other way); not readable: full's responsiveness < 0.5 for some factor. "
                "Setting: the results a verdict reads (per-clip claims: EDTalk-A where scored, the paper's setting; "
-               "leakage: the video-driven cross-driving). Claims and test fixed in reports/claims.py first.")
+               "leakage: the video-driven cross-driving). Claims and test fixed in reports/claims.py first. An "
+               "emotion row notes where full's output does not take its expression driver's emotion (Acc_emo then "
+               "rests on the source frame); that note came after the first numbers and changes no verdict.")
 
 
 def _claims_pages(pdf, claims: list) -> None:
@@ -125,7 +134,7 @@ def _claims_pages(pdf, claims: list) -> None:
     for view in claims:
         rows, styles = [], []
         for r in view.rows:
-            verdict = r["verdict"] + (f"\n{textwrap.fill(textwrap.shorten(r['why'], 70), 28)}" if r["why"] else "")
+            verdict = r["verdict"] + (f"\n{textwrap.fill(textwrap.shorten(r['why'], 240), 30)}" if r["why"] else "")
             rows.append([textwrap.fill(r["statement"], 26), r["variant"], r["metric"], r["setting"], r["expected"],
                          r["effect"], r["ci"], r["change"], r["spread"],
                          r["ceiling"] + ("\n(saturated)" if r["saturated"] else ""), r["paper"].replace(" (", "\n("),

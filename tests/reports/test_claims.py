@@ -154,6 +154,39 @@ def test_disentanglement_claims_are_not_readable_while_full_ignores_a_driver(res
     assert got[("no-banks", "psnr")].verdict == REPRODUCED  # the other claims are read as before
 
 
+def _with_emotion_transfer(results, tmp_path, accuracy: float) -> Path:
+    """The fixture's results with full's cross-driving emotion accuracy set (8 tuples, 8 emotion classes)."""
+    import shutil
+
+    part = tmp_path / f"transfer-{accuracy}"
+    shutil.copytree(results, part)
+    for seed in (0, 1):
+        here = part / f"full-s{seed}"
+        doc = json.loads((here / "disentanglement.json").read_text())
+        doc["transfer"] = {"expression": {"accuracy": accuracy, "n_clips": 8}}
+        (here / "disentanglement.json").write_text(json.dumps(doc))
+        labels = ["angry", "contempt", "disgusted", "fear", "happy", "neutral", "sad", "surprised"]
+        (here / "confusion.json").write_text(json.dumps({"labels": labels, "matrix": np.eye(8, dtype=int).tolist()}))
+    return part
+
+
+def test_emotion_claims_say_when_full_does_not_take_its_expression_drivers_emotion(results, tmp_path):
+    from reports.claims import claims_section
+
+    def rows(accuracy):
+        (view,) = claims_section(build_tables(collect_results(_with_emotion_transfer(results, tmp_path, accuracy))))
+        return {(r["variant"], r["metric"]): r for r in view.rows}
+
+    deaf, hearing = rows(0.0), rows(0.5)
+    for key in (("no-orthogonality", "acc_emo"), ("no-eem", "acc_emo")):
+        assert "does not take its expression driver's emotion" in deaf[key]["why"], key
+        assert "accuracy 0.00 over 8 tuples, chance 0.12" in deaf[key]["why"], key
+        assert "expression driver" not in hearing[key]["why"], key
+        assert deaf[key]["verdict"] == hearing[key]["verdict"], key  # a note, never a changed verdict
+    assert "saturated: cannot show a drop" in deaf[("no-orthogonality", "acc_emo")]["why"]  # kept beside the note
+    assert "expression driver" not in deaf[("no-banks", "psnr")]["why"]  # only the emotion claims get it
+
+
 def test_the_report_opens_with_the_claims_table_and_closes_with_the_timings(results, tmp_path):
     (results / "timings.json").write_text(json.dumps({"phases_s": {"world": 120.0, "sweep": 2400.0}}))
     out = render_report(results, html=True, pdf=True, out=tmp_path / "report.html")
